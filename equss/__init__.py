@@ -1,0 +1,5 @@
+"""equss: a reproducible implementation of EQUSS (Expand-and-Quantize, AAAI 2024)."""
+
+__version__ = "0.1.0"
+
+from .errors import EqussError  # noqa: F401
