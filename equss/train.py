@@ -1,0 +1,397 @@
+"""Training: ``equss train --preset camvid-equss --scale proxy --out runs/camvid-equss``.
+
+One loop for every scale and device (nanoGPT-style): a :class:`~equss.config.Config`
+says what to train; batches come from the feature cache or the online backbone
+(:mod:`equss.inputs`); the objective is Eq. 5 (:meth:`equss.model.EQUSS.training_losses`);
+three Adam optimisers as the official code (model 3e-4, cluster and linear probes 3e-3,
+constant), gradient clipping on the model parameters only, AMP on CUDA.
+
+Run folder (``--out``): ``config.yaml``, ``log.jsonl`` (one line per logged step and per
+validation), ``last.pt`` (every ``ckpt_every`` steps, at the end and on SIGINT/SIGTERM),
+``best.pt`` (best validation cluster mIoU: model selection as the official train.py),
+``provenance.json``.  ``--resume`` continues from ``last.pt`` exactly: the RNG states and
+the batch generator are in the checkpoint, so a killed and resumed run ends with the
+same weights as an uninterrupted one.
+
+Multi-GPU: launch with ``torchrun --nproc_per_node N -m equss train ...``; each process
+takes its share of every global batch (DistributedDataParallel; gloo on CPU, nccl on CUDA).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import yaml
+from tqdm.auto import tqdm
+
+from .config import Config, config_from_dict, load_config
+from .errors import EqussError
+from .inputs import BatchSource, make_backbone, make_dataset, resolve_device
+from .model import EQUSS
+from .provenance import device_description, provenance, write_json
+
+CKPT_VERSION = 1
+
+
+# ---------------------------------------------------------------------------- checkpoints
+def save_checkpoint(path: str | os.PathLike, state: dict) -> Path:
+    """``torch.save`` to a temp file then rename: a checkpoint is never half-written."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise EqussError(f"checkpoint {str(path)!r} not found; train one with `equss train` or pass the right --checkpoint")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure means a corrupt file
+        raise EqussError(f"checkpoint {str(path)!r} is corrupt or not an equss checkpoint ({type(exc).__name__}); retrain or use another file") from None
+    if not isinstance(state, dict) or "model" not in state or "config" not in state:
+        raise EqussError(f"checkpoint {str(path)!r} is not an equss checkpoint (no model/config entries)")
+    return state
+
+
+def model_from_checkpoint(state: dict, device="cpu") -> tuple[EQUSS, Config]:
+    cfg = config_from_dict(state["config"])
+    model = EQUSS(cfg, state["in_dim"], state["n_classes"])
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0]
+        raise EqussError(f"checkpoint weights do not match its config ({first}); the file was written by another config or version") from None
+    return model.to(device).eval(), cfg
+
+
+def rng_state() -> dict:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+# ---------------------------------------------------------------------------- distributed
+def dist_info() -> tuple[int, int, int]:
+    """(rank, world size, local rank) from torchrun's environment; (0, 1, 0) otherwise."""
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
+
+
+# ---------------------------------------------------------------------------- the run
+class Trainer:
+    def __init__(self, cfg: Config, out: str | os.PathLike, resume: bool = False, progress: bool = True):
+        self.cfg, self.out, self.progress = cfg, Path(out), progress
+        self.rank, self.world, local_rank = dist_info()
+        if self.world > 1 and not dist.is_initialized():
+            backend = "nccl" if torch.cuda.is_available() and cfg.train.device != "cpu" else "gloo"
+            dist.init_process_group(backend)
+        device = cfg.train.device
+        if self.world > 1 and device in ("auto", "cuda") and torch.cuda.is_available():
+            device = f"cuda:{local_rank}"
+        self.device = resolve_device(device)
+        if cfg.train.batch_size % self.world:
+            raise EqussError(f"train.batch_size {cfg.train.batch_size} must be divisible by the number of processes {self.world}")
+        self.stop_requested = False
+        self.step = 0
+        self.best = {"cluster_mIoU": -1.0, "step": -1}
+        seed_everything(cfg.train.seed)
+        self._setup_data()
+        self.model = EQUSS(cfg, self.in_dim, self.n_classes).to(self.device)
+        self.loss_fn = _Losses(self.model)
+        if self.world > 1:  # DDP hooks run on forward(): wrap the loss computation
+            self.loss_fn = torch.nn.parallel.DistributedDataParallel(
+                self.loss_fn, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        tc = cfg.train
+        self.optimizers = {
+            "model": torch.optim.Adam(self.model.model_parameters(), lr=tc.lr),
+            "cluster": torch.optim.Adam(self.model.cluster_probe.parameters(), lr=tc.probe_lr),
+            "linear": torch.optim.Adam(self.model.linear_probe.parameters(), lr=tc.probe_lr),
+        }
+        self.use_amp = bool(tc.amp and self.device.type == "cuda")
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        if resume and (self.out / "last.pt").is_file():
+            self._resume(load_checkpoint(self.out / "last.pt"))
+        elif resume:
+            raise EqussError(f"--resume given but {self.out / 'last.pt'} does not exist; start without --resume")
+
+    # -- data
+    def _setup_data(self):
+        from .features import get_or_build_features
+        from .knn import get_or_build_knn
+
+        cfg = self.cfg
+        self.train_set = make_dataset(cfg, cfg.data.train_split, train=True)
+        self.val_set = make_dataset(cfg, cfg.data.val_split) if cfg.train.val_every else None
+        self.n_classes = self.train_set.n_classes
+        self.backbone = make_backbone(cfg, device=self.device)
+        self.in_dim = self.backbone.embed_dim
+        quiet = not (self.progress and self.rank == 0)
+        path = cfg.train.input_path
+        train_cache = get_or_build_features(self.backbone, self.train_set, device=self.device, progress=not quiet)
+        self.input_path = "cache" if path in ("auto", "cache") else "online"
+        nns = get_or_build_knn(train_cache, k=cfg.data.knn_k)
+        self.val_cache = (get_or_build_features(self.backbone, self.val_set, device=self.device, progress=not quiet)
+                          if self.val_set is not None else None)
+        self.source = BatchSource(cfg, self.train_set, nns,
+                                  cache=train_cache if self.input_path == "cache" else None,
+                                  backbone=self.backbone if self.input_path == "online" else None,
+                                  device=self.device)
+        if self.input_path == "cache":
+            self.backbone = None  # not needed any more: free its memory
+
+    # -- checkpoints
+    def state(self) -> dict:
+        return {
+            "version": CKPT_VERSION,
+            "model": self.model.state_dict(),
+            "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
+            "scaler": self.scaler.state_dict(),
+            "step": self.step,
+            "best": dict(self.best),
+            "config": self.cfg.to_dict(),
+            "config_key": self.cfg.key(),
+            "in_dim": self.in_dim,
+            "n_classes": self.n_classes,
+            "class_names": list(self.train_set.class_names),
+            "rng": rng_state(),
+            "batches": self.source.state_dict(),
+            "provenance": provenance(device=device_description(self.device), input_path=self.input_path),
+        }
+
+    def _resume(self, state: dict):
+        if state.get("config_key") != self.cfg.key():
+            raise EqussError(f"{self.out / 'last.pt'} was written by another config (key {state.get('config_key')} != {self.cfg.key()}); use another --out or the same config")
+        self.model.load_state_dict(state["model"])
+        for k, o in self.optimizers.items():
+            o.load_state_dict(state["optimizers"][k])
+        self.scaler.load_state_dict(state["scaler"])
+        self.step, self.best = state["step"], state["best"]
+        set_rng_state(state["rng"])
+        self.source.load_state_dict(state["batches"])
+
+    def save(self, name: str = "last.pt"):
+        if self.rank == 0:
+            save_checkpoint(self.out / name, self.state())
+
+    # -- one step
+    def train_step(self) -> dict[str, float]:
+        tc = self.cfg.train
+        per_rank = tc.batch_size // self.world
+        batch = self.source.next(tc.batch_size) if self.world == 1 else self._rank_batch(per_rank)
+        self.model.train()
+        for o in self.optimizers.values():
+            o.zero_grad(set_to_none=True)
+        with torch.autocast(self.device.type, enabled=self.use_amp):
+            losses = self.loss_fn(batch.feats, batch.feats_pos, batch.labels)
+        total = losses["total"]
+        if not torch.isfinite(total):
+            raise FloatingPointError(f"loss is {total.item()} at step {self.step}")
+        self.scaler.scale(total).backward()
+        self.scaler.unscale_(self.optimizers["model"])
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.model_parameters(), tc.clip_grad)
+        for o in self.optimizers.values():
+            self.scaler.step(o)
+        self.scaler.update()
+        self.step += 1
+        out = {k: float(v.detach()) for k, v in losses.items()}
+        out["grad_norm"] = float(grad_norm)
+        if self.model.quantizer is not None:
+            with torch.no_grad():
+                codes = self.model.quantizer.encode(self.model.head(batch.feats))
+            out["codebook_usage"] = codebook_usage(codes, self.cfg.model.codebook_size)
+        return out
+
+    def _rank_batch(self, per_rank: int):
+        batch = self.source.next(self.cfg.train.batch_size)  # every rank draws the same global batch
+        sl = slice(self.rank * per_rank, (self.rank + 1) * per_rank)
+        batch.feats, batch.feats_pos, batch.labels = batch.feats[sl], batch.feats_pos[sl], batch.labels[sl]
+        return batch
+
+    # -- validation (cluster mIoU on the validation split, as the official train.py)
+    @torch.no_grad()
+    def validate(self) -> dict:
+        from .evaluate import evaluate_cached
+
+        res = evaluate_cached(self.model, self.val_cache, self.n_classes, self.cfg, device=self.device,
+                              flip_cache=None, progress=False)
+        return {"cluster_mIoU": res["cluster"]["mIoU"], "cluster_Accuracy": res["cluster"]["Accuracy"],
+                "linear_mIoU": res["linear"]["mIoU"], "linear_Accuracy": res["linear"]["Accuracy"]}
+
+    def log(self, record: dict):
+        if self.rank == 0:
+            with open(self.out / "log.jsonl", "a") as fh:
+                fh.write(json.dumps(record) + "\n")
+
+    # -- the loop
+    def fit(self) -> dict:
+        cfg, tc = self.cfg, self.cfg.train
+        if self.rank == 0:
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        handlers = self._install_signal_handlers()
+        t0 = time.time()
+        bar = tqdm(total=tc.steps, initial=self.step, desc=f"train {cfg.name}", disable=not (self.progress and self.rank == 0),
+                   dynamic_ncols=True)
+        last = {}
+        try:
+            while self.step < tc.steps and not self.stop_requested:
+                try:
+                    last = self.train_step()
+                except FloatingPointError as exc:
+                    self.log({"step": self.step, "error": str(exc)})
+                    raise EqussError(f"{exc}; stopped, the last good checkpoint is {self.out / 'last.pt'} (try a lower train.lr or other loss shifts)") from None
+                bar.update(1)
+                bar.set_postfix(loss=f"{last['total']:.4f}", corr=f"{last['corr']:.4f}")
+                if self.step % tc.log_every == 0 or self.step == tc.steps:
+                    self.log({"step": self.step, "time": round(time.time() - t0, 3), **last})
+                if tc.val_every and (self.step % tc.val_every == 0 or self.step == tc.steps) and self.val_cache is not None:
+                    val = self.validate()
+                    improved = val["cluster_mIoU"] >= self.best["cluster_mIoU"]
+                    if improved:
+                        self.best = {**val, "step": self.step}
+                    self.log({"step": self.step, "val": val, "best_step": self.best["step"]})
+                    bar.write(f"step {self.step}: val cluster mIoU {val['cluster_mIoU']:.2f} acc {val['cluster_Accuracy']:.2f} | "
+                              f"linear mIoU {val['linear_mIoU']:.2f}" + ("  (best)" if improved else ""))
+                    if improved:
+                        self.save("best.pt")
+                if self.step % tc.ckpt_every == 0:
+                    self.save("last.pt")
+        finally:
+            bar.close()
+            self._restore_signal_handlers(handlers)
+        self.save("last.pt")
+        if not (self.out / "best.pt").exists() and self.rank == 0:
+            self.save("best.pt")  # no validation: the last weights are the selection
+        summary = {"steps": self.step, "stopped_early": self.stop_requested, "best": self.best,
+                   "last": last, "wall_s": round(time.time() - t0, 2)}
+        if self.rank == 0:
+            write_json(self.out / "provenance.json", provenance(
+                config=cfg.to_dict(), config_key=cfg.key(), scale=cfg.scale, dataset=cfg.data.dataset,
+                backbone=cfg.train.backbone, weights=cfg.train.weights, input_path=self.input_path,
+                device=device_description(self.device), world_size=self.world, **summary))
+        return summary
+
+    def _install_signal_handlers(self):
+        def handler(signum, frame):  # finish the current step, checkpoint, exit cleanly
+            self.stop_requested = True
+        old = {}
+        try:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                old[sig] = signal.signal(sig, handler)
+        except ValueError:  # not in the main thread
+            pass
+        return old
+
+    @staticmethod
+    def _restore_signal_handlers(old):
+        for sig, h in old.items():
+            signal.signal(sig, h)
+
+
+class _Losses(torch.nn.Module):
+    """``forward`` = :meth:`EQUSS.training_losses`, so DistributedDataParallel can wrap it."""
+
+    def __init__(self, model: EQUSS):
+        super().__init__()
+        self.model = model
+
+    def forward(self, feats, feats_pos, labels):
+        return self.model.training_losses(feats, feats_pos, labels)
+
+
+def codebook_usage(codes: torch.Tensor, codebook_size: int) -> float:
+    """Fraction of the M*K codewords used by ``codes`` (B, M, h, w): collapse shows as a few %."""
+    m = codes.shape[1]
+    flat = codes.transpose(0, 1).reshape(m, -1)
+    used = sum(int(torch.unique(flat[i]).numel()) for i in range(m))
+    return used / float(m * codebook_size)
+
+
+def train(cfg: Config, out: str | os.PathLike, resume: bool = False, progress: bool = True) -> dict:
+    """Train ``cfg`` into the folder ``out``; returns a summary dict."""
+    trainer = Trainer(cfg, out, resume=resume, progress=progress)
+    try:
+        return trainer.fit()
+    finally:
+        if trainer.world > 1 and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+# ---------------------------------------------------------------------------- CLI
+def add_config_args(p):
+    p.add_argument("--preset", help="named preset (see `equss train --list-presets`)")
+    p.add_argument("--scale", default="proxy", choices=["smoke", "proxy", "paper"],
+                   help="smoke: seconds (CI); proxy: real offline data on CPU; paper: the real benchmarks (default: proxy)")
+    p.add_argument("--config", help="YAML file with {model,loss,data,train} sections, applied after the preset")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override one config value, e.g. --set train.steps=100 (repeatable)")
+    p.add_argument("--data-root", help="folder with the datasets (default: $EQUSS_DATA, else ./data)")
+    p.add_argument("--device", help="auto | cpu | cuda | cuda:N (default: from the config, auto)")
+
+
+def config_from_args(args) -> Config:
+    overrides = list(args.overrides)
+    if getattr(args, "data_root", None):
+        overrides.append(f"data.data_root={args.data_root}")
+    if getattr(args, "device", None):
+        overrides.append(f"train.device={args.device}")
+    if getattr(args, "steps", None):
+        overrides.append(f"train.steps={args.steps}")
+    if getattr(args, "input_path", None):
+        overrides.append(f"train.input_path={args.input_path}")
+    return load_config(args.preset, args.scale, args.config, overrides)
+
+
+def _cmd_train(args):
+    from .config import list_presets
+
+    if args.list_presets:
+        print("\n".join(n for n in list_presets() if not n.startswith("_")))
+        return 0
+    if not args.preset and not args.config:
+        raise EqussError("give --preset NAME or --config FILE (list presets with `equss train --list-presets`)")
+    cfg = config_from_args(args)
+    out = args.out or os.path.join("runs", f"{cfg.name}-{cfg.scale}")
+    summary = train(cfg, out, resume=args.resume)
+    best = summary["best"]
+    print(f"done: {summary['steps']} steps in {summary['wall_s']:.0f}s; best val cluster mIoU "
+          f"{best.get('cluster_mIoU', float('nan')):.2f} at step {best.get('step')}; checkpoints in {out}")
+    return 0
+
+
+def register(sub):
+    p = sub.add_parser("train", help="train a STEGO/EQUSS head (+PQ) on frozen backbone features",
+                       description=__doc__.split("\n\n")[0])
+    add_config_args(p)
+    p.add_argument("--out", help="run folder (default: runs/<preset>-<scale>)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument("--steps", type=int, help="number of training steps (overrides the config)")
+    p.add_argument("--input-path", choices=["auto", "cache", "online"], help="feature cache or online backbone")
+    p.add_argument("--list-presets", action="store_true", help="list preset names and exit")
+    p.set_defaults(func=_cmd_train)
