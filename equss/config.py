@@ -109,8 +109,17 @@ class Config:
         return asdict(self)
 
     def key(self) -> str:
-        """Stable short hash of everything that determines the trained weights."""
-        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
+        """Stable short hash of everything that determines the trained weights (not the name).
+
+        Two presets that resolve to the same values (e.g. Table 3's Q3 and Table 1's EQUSS)
+        share a key, so the run cache trains them once.  The data root and device are
+        left out: they do not change the result.
+        """
+        d = self.to_dict()
+        d.pop("name")
+        d["data"].pop("data_root")
+        d["train"].pop("device")
+        blob = json.dumps(d, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
 
 

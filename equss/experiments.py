@@ -1,0 +1,124 @@
+"""Experiment helpers the notebooks call: cached runs, tables, provenance.
+
+Notebooks stay thin: they pick presets for their scale and call :func:`run` /
+:func:`baseline`, which train and evaluate once per config (the run cache is keyed by
+:meth:`equss.config.Config.key`, so Table 3's Q3 and Table 1's EQUSS row are one run)
+and return the evaluation dict with its provenance.
+
+Run cache: ``$EQUSS_CACHE/runs/<dataset>-<key>/`` (train folder + ``eval.json``).
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from .config import Config, load_config
+from .paths import cache_dir
+from .provenance import provenance, write_json
+
+# Which preset family a notebook uses at each scale (the proxy replaces the paper's datasets).
+PROXY_FAMILY = {"cocostuff27": "camvid", "cityscapes27": "camvid", "potsdam3": "dubai"}
+
+
+def preset_for(paper_preset: str, scale: str) -> str:
+    """``cocostuff27-equss`` at paper scale; ``camvid-equss`` at proxy/smoke scale."""
+    if scale == "paper":
+        return paper_preset
+    dataset, variant = paper_preset.split("-", 1)
+    return f"{PROXY_FAMILY[dataset]}-{variant}"
+
+
+def results_dir(scale: str, explicit: str | None = None) -> Path:
+    """Where a notebook writes: ``explicit``, else ``$EQUSS_RESULTS/<scale>``, else
+    ``results/<scale>`` for proxy/paper, a temporary folder for smoke (CI)."""
+    if explicit:
+        path = Path(explicit)
+    elif os.environ.get("EQUSS_RESULTS"):
+        path = Path(os.environ["EQUSS_RESULTS"]) / scale
+    elif scale == "smoke":
+        path = Path(tempfile.mkdtemp(prefix="equss-smoke-"))
+    else:
+        path = Path("results") / scale
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def config(preset: str, scale: str, overrides: dict | list | None = None, data_root: str | None = None,
+           device: str | None = None) -> Config:
+    ov = list(overrides or []) if not isinstance(overrides, dict) else [
+        f"{k}={v}" for k, v in overrides.items()]
+    if data_root:
+        ov.append(f"data.data_root={data_root}")
+    if device:
+        ov.append(f"train.device={device}")
+    return load_config(preset, scale, overrides=ov)
+
+
+def run_dir(cfg: Config) -> Path:
+    return cache_dir("runs") / f"{cfg.data.dataset}-{cfg.key()}"
+
+
+def run(cfg: Config, crf: bool = False, flip: bool = True, progress: bool = True, retrain: bool = False) -> dict:
+    """Train ``cfg`` (unless its run is cached) and evaluate its best checkpoint on the test split."""
+    from .evaluate import evaluate_checkpoint
+    from .train import train
+
+    folder = run_dir(cfg)
+    name = "eval_crf.json" if crf else "eval.json"
+    done = folder / name
+    if done.is_file() and not retrain:
+        return json.loads(done.read_text())
+    if retrain or not (folder / "provenance.json").is_file():
+        train(cfg, folder, resume=(folder / "last.pt").is_file() and not retrain, progress=progress)
+    result = evaluate_checkpoint(folder / "best.pt", out=None, crf=crf, flip=flip, device=cfg.train.device,
+                                 data_root=cfg.data.data_root, progress=progress)
+    result["run_dir"] = str(folder)
+    write_json(done, result)
+    return result
+
+
+def baseline(cfg: Config, progress: bool = True) -> dict:
+    """The raw-backbone row (k-means + linear probe), cached like :func:`run`."""
+    from .kmeans_baseline import run_baseline
+
+    folder = cache_dir("runs") / f"baseline-{cfg.data.dataset}-{cfg.key()}"
+    done = folder / "baseline.json"
+    if done.is_file():
+        return json.loads(done.read_text())
+    return run_baseline(cfg, out=folder, device=cfg.train.device, progress=progress)
+
+
+def row(name: str, result: dict, source: str = "measured") -> dict:
+    """One table row: unsupervised and linear Acc / mIoU."""
+    return {
+        "method": name, "source": source,
+        "unsup_acc": round(result["cluster"]["Accuracy"], 1), "unsup_miou": round(result["cluster"]["mIoU"], 1),
+        "linear_acc": round(result["linear"]["Accuracy"], 1), "linear_miou": round(result["linear"]["mIoU"], 1),
+    }
+
+
+def save_table(rows: list[dict], out_dir: Path, name: str, caption: str = "") -> Path:
+    """Write ``name.csv`` and ``name.md`` (a Markdown table)."""
+    import csv
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cols = list(rows[0].keys())
+    with open(out_dir / f"{name}.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=cols)
+        w.writeheader()
+        w.writerows(rows)
+    fmt = lambda v: "" if v is None else (f"{v:.1f}" if isinstance(v, float) else str(v))  # noqa: E731
+    lines = ([caption, ""] if caption else []) + ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(fmt(r.get(c)) for c in cols) + " |" for r in rows]
+    (out_dir / f"{name}.md").write_text("\n".join(lines) + "\n")
+    return out_dir / f"{name}.csv"
+
+
+def save_provenance(out_dir: Path, name: str, scale: str, runs: dict, **extra) -> Path:
+    """``name.provenance.json``: the environment plus each run's own provenance."""
+    runs_prov = {k: (v.get("provenance") if isinstance(v, dict) else v) for k, v in runs.items()}
+    return write_json(Path(out_dir) / f"{name}.provenance.json",
+                      provenance(scale=scale, artefact=name, runs=runs_prov, **extra))

@@ -1,0 +1,391 @@
+"""On-disk feature cache: frozen-backbone patch features for every image of a dataset.
+
+A cache holds, for one (backbone, weights, preprocessing, normalize) combination:
+
+* ``feats.npy``  float16 ``(N, C, h, w)`` patch features (``h = H / patch``), written
+  and read as numpy memmaps, so a cache larger than memory is fine;
+* ``labels.npy`` int8 (int16 when a dataset has more than 127 classes) ``(N, H, W)``
+  labels at image resolution, ``-1`` = ignore (for probe training and evaluation);
+* ``meta.json``  the key fields (backbone name, weights_id, dataset preproc_id,
+  normalize), shapes, dtype, creation time, equss version and a ``complete`` flag;
+* ``progress.json`` while building: ``done`` = how many leading images are written
+  and flushed.  An interrupted build continues from there on the next call.
+
+The folder is ``cache_dir('features') / <readable name>_<hash>`` where the hash covers
+the key fields, so changing the backbone, its weights or the preprocessing gives a new
+cache.  ``meta.json`` is rewritten with ``complete: true`` as the very last step of a
+build, so a cache is either complete or is resumed/rebuilt, never silently half-used.
+A complete cache whose meta does not match what was asked for (for example the dataset
+now has a different number of images) raises :class:`EqussError` naming ``--rebuild``.
+
+STEGO (``mhamilton723/STEGO@eb4d6b5``) recomputes backbone features every step; the
+cache is ours.  It serves the kNN computation (``equss.knn``, STEGO
+``src/precompute_knns.py``), the raw-feature baselines and probe training.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import __version__
+from .errors import EqussError
+from .paths import cache_dir
+
+FORMAT_VERSION = 1
+FEATURE_DTYPE = "float16"
+KEY_FIELDS = ("backbone", "weights_id", "preproc_id", "normalize")
+
+__all__ = [
+    "FeatureCache",
+    "feature_key",
+    "feature_cache_path",
+    "get_or_build_features",
+    "open_features",
+    "pooled_features",
+    "register",
+]
+
+
+# --------------------------------------------------------------------------- keys / paths
+def feature_key(backbone_name: str, weights_id: str, preproc_id: str,
+                normalize: bool = False) -> dict[str, Any]:
+    """The key fields that identify a feature cache."""
+    return {
+        "backbone": str(backbone_name),
+        "weights_id": str(weights_id),
+        "preproc_id": str(preproc_id),
+        "normalize": bool(normalize),
+    }
+
+
+def _key_of(backbone, dataset, normalize: bool) -> dict[str, Any]:
+    for attr in ("name", "weights_id"):
+        if not hasattr(backbone, attr):
+            raise TypeError(f"backbone has no attribute {attr!r} (expected an equss Backbone)")
+    if not hasattr(dataset, "preproc_id"):
+        raise TypeError("dataset has no attribute 'preproc_id' (expected an equss dataset)")
+    return feature_key(backbone.name, backbone.weights_id, dataset.preproc_id, normalize)
+
+
+def _key_hash(key: dict[str, Any]) -> str:
+    blob = json.dumps({**key, "format": FORMAT_VERSION, "dtype": FEATURE_DTYPE},
+                      sort_keys=True).encode()
+    return hashlib.sha1(blob).hexdigest()[:16]
+
+
+def _safe(text: str, limit: int = 48) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-.")[:limit] or "x"
+
+
+def cache_name(key: dict[str, Any]) -> str:
+    """Folder name of a cache: readable prefix plus a hash of all key fields."""
+    norm = "_norm" if key["normalize"] else ""
+    return f"{_safe(key['backbone'], 40)}_{_safe(key['preproc_id'])}{norm}_{_key_hash(key)}"
+
+
+def feature_cache_path(key: dict[str, Any], root: str | os.PathLike | None = None) -> Path:
+    """Where the cache for ``key`` lives (``root`` defaults to ``cache_dir('features')``)."""
+    base = Path(root) if root is not None else cache_dir("features")
+    return base / cache_name(key)
+
+
+# --------------------------------------------------------------------------- small io helpers
+def _atomic_write_json(path: Path, obj: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as fh:
+        json.dump(obj, fh, indent=2, sort_keys=True)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        with open(path) as fh:
+            return json.load(fh)
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def _label_dtype(n_classes: int | None) -> np.dtype:
+    return np.dtype(np.int8) if (n_classes is not None and n_classes <= 127) else np.dtype(np.int16)
+
+
+def _human_size(nbytes: int) -> str:
+    size = float(nbytes)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.1f} {unit}" if unit != "B" else f"{int(size)} B"
+        size /= 1024
+    return f"{size:.1f} TiB"
+
+
+def _rebuild_hint(key: dict[str, Any]) -> str:
+    return (f"rebuild it with `equss features DATASET --split SPLIT --backbone {key['backbone']} "
+            f"--rebuild` (or get_or_build_features(..., rebuild=True))")
+
+
+# --------------------------------------------------------------------------- the cache
+class FeatureCache:
+    """A complete feature cache, opened read-only as memmaps.
+
+    ``feats``  float16 memmap ``(N, C, h, w)``; ``labels`` int8/int16 memmap
+    ``(N, H, W)``; ``meta`` the dict from ``meta.json``; ``path`` the folder.
+    ``cache[i]`` returns ``(float32 tensor (C, h, w), int64 tensor (H, W))``.
+    """
+
+    def __init__(self, path: str | os.PathLike, expect: dict[str, Any] | None = None,
+                 expect_n: int | None = None):
+        self.path = Path(path)
+        meta = _read_json(self.path / "meta.json")
+        if meta is None or not meta.get("complete"):
+            raise EqussError(
+                f"feature cache {str(self.path)!r} is missing or incomplete; build it with "
+                "`equss features DATASET --split SPLIT --backbone NAME`"
+            )
+        key = {f: meta.get(f) for f in KEY_FIELDS}
+        if expect is not None:
+            diff = [f"{f}: cached {key.get(f)!r} != requested {expect[f]!r}"
+                    for f in KEY_FIELDS if key.get(f) != expect[f]]
+            if diff:
+                raise EqussError(f"feature cache {str(self.path)!r} is stale ({'; '.join(diff)}); "
+                                 + _rebuild_hint(expect))
+        if expect_n is not None and meta.get("n") != expect_n:
+            raise EqussError(
+                f"feature cache {str(self.path)!r} is stale (it holds {meta.get('n')} images, the "
+                f"dataset has {expect_n}); " + _rebuild_hint(expect or key))
+        self.meta = meta
+        self.key = key
+        try:
+            self.feats = np.load(self.path / "feats.npy", mmap_mode="r")
+            self.labels = np.load(self.path / "labels.npy", mmap_mode="r")
+        except (FileNotFoundError, ValueError) as exc:
+            raise EqussError(f"feature cache {str(self.path)!r} is damaged ({exc}); "
+                             + _rebuild_hint(key)) from None
+        shape = (meta["n"], meta["C"], meta["h"], meta["w"])
+        if self.feats.shape != shape or self.labels.shape[0] != meta["n"]:
+            raise EqussError(f"feature cache {str(self.path)!r} is damaged (feats {self.feats.shape} "
+                             f"!= meta {shape}); " + _rebuild_hint(key))
+
+    def __len__(self) -> int:
+        return int(self.meta["n"])
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        feats = torch.from_numpy(np.asarray(self.feats[i], dtype=np.float32))
+        labels = torch.from_numpy(np.asarray(self.labels[i], dtype=np.int64))
+        return feats, labels
+
+    @property
+    def nbytes(self) -> int:
+        return sum(f.stat().st_size for f in self.path.iterdir() if f.is_file())
+
+    def __repr__(self) -> str:
+        m = self.meta
+        return (f"FeatureCache({str(self.path)!r}, n={m['n']}, C={m['C']}, h={m['h']}, "
+                f"w={m['w']}, backbone={m['backbone']!r}, preproc_id={m['preproc_id']!r})")
+
+
+def open_features(backbone_name: str, weights_id: str, preproc_id: str, normalize: bool = False,
+                  root: str | os.PathLike | None = None) -> FeatureCache:
+    """Open an existing complete cache by its key fields (no backbone needed)."""
+    key = feature_key(backbone_name, weights_id, preproc_id, normalize)
+    return FeatureCache(feature_cache_path(key, root), expect=key)
+
+
+# --------------------------------------------------------------------------- building
+def _extract(backbone, images: torch.Tensor, device, normalize: bool) -> torch.Tensor:
+    images = images.to(device)
+    out = backbone(images, normalize=normalize)
+    if out.ndim != 4 or out.shape[0] != images.shape[0]:
+        raise RuntimeError(f"backbone returned shape {tuple(out.shape)}, expected (B, C, h, w)")
+    return out
+
+
+def get_or_build_features(backbone, dataset, batch_size: int = 8, num_workers: int = 0,
+                          device: str | torch.device = "cpu", rebuild: bool = False,
+                          normalize: bool = False, root: str | os.PathLike | None = None,
+                          progress: bool = True) -> FeatureCache:
+    """Return the feature cache of ``backbone`` on ``dataset``, building what is missing.
+
+    Images are taken in dataset order (no shuffling), run through the backbone in
+    eval mode under ``torch.inference_mode`` and written batch by batch; after each
+    batch the memmaps are flushed and ``progress.json`` records how many images are
+    done, so an interrupted build continues where it stopped.  ``meta.json`` gets
+    ``complete: true`` last.  ``rebuild=True`` deletes the cache first.
+    """
+    key = _key_of(backbone, dataset, normalize)
+    path = feature_cache_path(key, root)
+    n = len(dataset)
+    if n == 0:
+        raise EqussError(f"dataset {key['preproc_id']!r} is empty; nothing to cache")
+
+    if rebuild and path.exists():
+        shutil.rmtree(path)
+
+    meta = _read_json(path / "meta.json")
+    if meta is not None and meta.get("complete"):
+        return FeatureCache(path, expect=key, expect_n=n)
+
+    # resume an interrupted build when it is consistent with this request, else start over
+    done = 0
+    if meta is not None:
+        prog = _read_json(path / "progress.json") or {}
+        same = all(meta.get(f) == key[f] for f in KEY_FIELDS) and meta.get("n") == n
+        if same and (path / "feats.npy").exists() and (path / "labels.npy").exists():
+            done = int(prog.get("done", 0))
+        if not same or done <= 0 or done > n:
+            done = 0
+    if done == 0 and path.exists():
+        shutil.rmtree(path)
+    path.mkdir(parents=True, exist_ok=True)
+
+    feats_mm = labels_mm = None
+    if done > 0:
+        feats_mm = np.lib.format.open_memmap(path / "feats.npy", mode="r+")
+        labels_mm = np.lib.format.open_memmap(path / "labels.npy", mode="r+")
+
+    n_classes = getattr(dataset, "n_classes", None)
+    lab_dtype = _label_dtype(n_classes)
+    lab_info = np.iinfo(lab_dtype)
+
+    from tqdm import tqdm
+
+    todo = dataset if done == 0 else torch.utils.data.Subset(dataset, range(done, n))
+    loader = torch.utils.data.DataLoader(todo, batch_size=batch_size, shuffle=False,
+                                         num_workers=num_workers, drop_last=False)
+    was_training = backbone.training
+    backbone.eval()
+    bar = tqdm(total=n, initial=done, desc=f"features {key['backbone']} / {key['preproc_id']}",
+               unit="img", disable=not progress)
+    try:
+        with torch.inference_mode():
+            for batch in loader:
+                images, labels = batch[0], batch[1]
+                out = _extract(backbone, images, device, normalize)
+                feats = out.float().cpu().numpy().astype(np.float16)
+                labels = labels.cpu().numpy()
+                if feats_mm is None:
+                    C, h, w = feats.shape[1:]
+                    feats_mm = np.lib.format.open_memmap(
+                        path / "feats.npy", mode="w+", dtype=np.float16, shape=(n, C, h, w))
+                    labels_mm = np.lib.format.open_memmap(
+                        path / "labels.npy", mode="w+", dtype=lab_dtype, shape=(n,) + labels.shape[1:])
+                    meta = {
+                        **key, "n": n, "C": int(C), "h": int(h), "w": int(w),
+                        "label_shape": list(labels.shape[1:]), "dtype": FEATURE_DTYPE,
+                        "label_dtype": lab_dtype.name, "n_classes": n_classes,
+                        "patch_size": getattr(backbone, "patch_size", None),
+                        "format": FORMAT_VERSION, "equss_version": __version__,
+                        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="microseconds"),
+                        "complete": False,
+                    }
+                    _atomic_write_json(path / "meta.json", meta)
+                if feats.shape[1:] != feats_mm.shape[1:] or labels.shape[1:] != labels_mm.shape[1:]:
+                    raise EqussError(
+                        f"image {done}: features {feats.shape[1:]} / labels {labels.shape[1:]} differ "
+                        f"from the first images' {feats_mm.shape[1:]} / {labels_mm.shape[1:]}; "
+                        "all images of a dataset must have the same size")
+                if labels.size and (labels.min() < lab_info.min or labels.max() > lab_info.max):
+                    raise EqussError(f"labels out of the {lab_dtype.name} range near image {done}; "
+                                     "the dataset's n_classes attribute is wrong")
+                b = feats.shape[0]
+                feats_mm[done:done + b] = feats
+                labels_mm[done:done + b] = labels.astype(lab_dtype)
+                feats_mm.flush()
+                labels_mm.flush()
+                done += b
+                _atomic_write_json(path / "progress.json", {"done": done, "n": n})
+                bar.update(b)
+    finally:
+        bar.close()
+        backbone.train(was_training)
+
+    if done != n:  # the loader yielded fewer items than len(dataset)
+        raise EqussError(f"dataset yielded {done} images but reports len {n}")
+    del feats_mm, labels_mm
+    meta["complete"] = True
+    meta["completed"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="microseconds")
+    _atomic_write_json(path / "meta.json", meta)
+    try:
+        (path / "progress.json").unlink()
+    except FileNotFoundError:
+        pass
+    return FeatureCache(path, expect=key, expect_n=n)
+
+
+def pooled_features(cache: FeatureCache, chunk: int = 256) -> np.ndarray:
+    """Global-average-pooled features ``(N, C)`` float32 (mean over h, w), read in chunks."""
+    n, C = len(cache), cache.meta["C"]
+    out = np.empty((n, C), dtype=np.float32)
+    for s in range(0, n, chunk):
+        block = np.asarray(cache.feats[s:s + chunk], dtype=np.float32)
+        out[s:s + chunk] = block.mean(axis=(2, 3))
+    return out
+
+
+# --------------------------------------------------------------------------- CLI
+def add_input_arguments(p) -> None:
+    """Arguments shared by ``equss features`` and ``equss knn``."""
+    p.add_argument("dataset", metavar="DATASET", help="dataset name (see `equss prepare --help`)")
+    p.add_argument("--split", required=True, help="dataset split, e.g. train / val / test")
+    p.add_argument("--backbone", required=True, help="backbone name, e.g. dinov2_vits14")
+    p.add_argument("--weights", default=None, help="path to a weights file for the backbone")
+    p.add_argument("--resolution", type=int, default=None, help="image resolution (square)")
+    p.add_argument("--data-root", default=None, help="folder holding the datasets (else EQUSS_DATA)")
+    p.add_argument("--batch-size", type=int, default=8, help="images per backbone forward")
+    p.add_argument("--num-workers", type=int, default=0, help="data loader workers")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (auto: cuda if available)")
+
+
+def resolve_device(name: str) -> str:
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name
+
+
+def load_inputs(args):
+    """Load (backbone, dataset, device) from parsed CLI arguments."""
+    from .backbone import load_backbone
+    from .data import get_dataset
+
+    device = resolve_device(args.device)
+    dataset = get_dataset(args.dataset, args.split, data_root=args.data_root,
+                          resolution=args.resolution)
+    backbone = load_backbone(args.backbone, weights=args.weights, device=device)
+    return backbone, dataset, device
+
+
+def _cmd_features(args) -> int:
+    backbone, dataset, device = load_inputs(args)
+    cache = get_or_build_features(backbone, dataset, batch_size=args.batch_size,
+                                  num_workers=args.num_workers, device=device,
+                                  rebuild=args.rebuild)
+    m = cache.meta
+    print(f"{cache.path}")
+    print(f"{m['n']} images, features {m['C']}x{m['h']}x{m['w']} {m['dtype']}, "
+          f"labels {'x'.join(map(str, m['label_shape']))} {m['label_dtype']}, "
+          f"{_human_size(cache.nbytes)}")
+    return 0
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "features", help="cache frozen-backbone patch features of a dataset split",
+        description="Run the frozen backbone over every image of a dataset split and store "
+        "float16 patch features and labels in the feature cache (resumes if interrupted).")
+    add_input_arguments(p)
+    p.add_argument("--rebuild", action="store_true", help="delete and rebuild an existing cache")
+    p.set_defaults(func=_cmd_features)
