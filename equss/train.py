@@ -155,7 +155,7 @@ class Trainer:
         path = cfg.train.input_path
         train_cache = get_or_build_features(self.backbone, self.train_set, device=self.device, progress=not quiet)
         self.input_path = "cache" if path in ("auto", "cache") else "online"
-        nns = get_or_build_knn(train_cache, k=cfg.data.knn_k)
+        nns = get_or_build_knn(train_cache, k=min(cfg.data.knn_k, len(self.train_set)))
         self.val_cache = (get_or_build_features(self.backbone, self.val_set, device=self.device, progress=not quiet)
                           if self.val_set is not None else None)
         self.source = BatchSource(cfg, self.train_set, nns,
