@@ -1,0 +1,247 @@
+"""Product quantisation of the expanded head output (EQUSS Eq. 1-4).
+
+Source of the semantics: official EQUSS
+``pitlover/Expand-and-Quantize-for-Unsupervised-Semantic-Segmentation@da82dea``,
+``model/dino_pqgo.py``, classes ``Codebook`` (``vq_type: "param"``, ``normalize: "l2"``)
+and ``ProductQuantizerWrapper``; presets ``config/*/pqgo_baseline.yaml``
+(``book: 1.0``, ``beta: 0.25``, ``need_initialized: "uni"``).  Note the naming there:
+``num_pq`` is M (number of codebooks) and ``num_codebooks`` is K (codewords per book).
+
+What the official code does, per codebook m (M independent ``Codebook`` modules):
+
+* Eq. 1: ``torch.chunk(z, M, dim=1)``: contiguous channel blocks of ``dim // M``.
+* Eq. 2: ``z_norm = normalize(z_m)``, ``e_norm = normalize(E_m)`` (rows), index =
+  argmin of ``|z_norm|^2 + |e_norm|^2 - 2 z_norm.e_norm``.
+* The selected value is the RAW embedding row ``E_m[k]`` (``self.embedding(idx)``), not
+  the normalised one.
+* Eq. 3-4: ``codebook_loss = mse(E_m[k], sg[z_norm])``,
+  ``commitment_loss = mse(z_norm, sg[E_m[k]])``; ``vq-loss = book * codebook +
+  beta * commitment``; every output is averaged over the M codebooks
+  (``outputs[k] /= num_pq``).  Because every codebook has the same number of elements,
+  this equals one MSE over all elements, which is what is computed here.
+* Straight-through: ``z_q = z_norm + sg[E_m[k] - z_norm]``: the forward value is the raw
+  codeword, the gradient w.r.t. the input goes through the L2 normalisation.
+* Initialisation: ``nn.Embedding`` rows set to ``U(-1/K, 1/K)`` at construction, then
+  (``need_initialized: "uni"``) re-drawn once with ``xavier_uniform_`` at the first
+  forward in training mode (bound ``sqrt(6 / (K + dim/M))``).  Officially the "done"
+  flag is a plain attribute; here it is the persistent buffer ``initialized`` so that a
+  loaded checkpoint is never re-initialised.  Eval-mode forwards never initialise.
+* ``codebook-usage``: fraction of the K codewords hit in the batch, averaged over M.
+* The config's ``use_gumbel: true`` (Cityscapes preset) is never forwarded to the
+  ``Codebook`` modules by ``ProductQuantizerWrapper``, so it has no effect; ignored here.
+
+``variant="paper"`` follows the paper text literally where it differs: Eq. 2 defines the
+quantised vector as the (L2-normalised) codeword that wins the normalised distance, so
+the output and both losses use the normalised codeword ``normalize(E_m[k])`` (gradients
+reach the raw parameters through the normalisation).  Assignment (Eq. 2) is identical in
+both variants.  The default is the official code.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["PQOutput", "ProductQuantizer", "assign"]
+
+_INITS = ("xavier_uniform", "uniform")
+_VARIANTS = ("official", "paper")
+
+
+@dataclass
+class PQOutput:
+    """Result of :meth:`ProductQuantizer.forward`.
+
+    quantized: (B, dim, H, W) straight-through quantised features.
+    codes: (B, M, H, W) int64 codeword index per codebook (Eq. 8's combination).
+    codebook_loss, commitment_loss: scalar MSEs (Eq. 3, Eq. 4), averaged over codebooks.
+    loss: ``codebook_weight * codebook_loss + commitment_weight * commitment_loss``.
+    usage: scalar, fraction of codewords used in this batch, averaged over codebooks.
+    """
+
+    quantized: torch.Tensor
+    codes: torch.Tensor
+    codebook_loss: torch.Tensor
+    commitment_loss: torch.Tensor
+    loss: torch.Tensor
+    usage: torch.Tensor
+
+
+@torch.no_grad()
+def assign(z_norm: torch.Tensor, codebooks_norm: torch.Tensor,
+           chunk_elements: int = 1 << 22) -> torch.Tensor:
+    """Eq. 2: nearest codeword per codebook by squared distance on normalised vectors.
+
+    Args:
+        z_norm: (M, N, d) L2-normalised subvectors, one row per position.
+        codebooks_norm: (M, K, d) L2-normalised codewords.
+        chunk_elements: positions are processed in chunks whose (M, n, K) score block
+            has at most this many elements (bounds memory; a cache-sized block is also
+            several times faster on CPU than one huge block).
+
+    Returns:
+        (M, N) int64 indices ``argmin_k |z_norm - e_norm_k|^2`` (first index on ties).
+        Computed as ``argmax_k (2 z_norm.e_norm_k - |e_norm_k|^2)``: the dropped term
+        ``|z_norm|^2`` is constant per row; ``|e_norm_k|^2`` is 1 except for an all-zero
+        codeword and is kept.  All M codebooks in one ``baddbmm`` per chunk.
+    """
+    m, n_pos, _ = z_norm.shape
+    k = codebooks_norm.shape[1]
+    bias = codebooks_norm.pow(2).sum(-1).neg().unsqueeze(1)  # (M, 1, K)
+    cb_t = codebooks_norm.transpose(1, 2)  # (M, d, K)
+    step = max(1, min(n_pos, chunk_elements // max(1, m * k)))
+    codes = torch.empty(m, n_pos, dtype=torch.long, device=z_norm.device)
+    buf = torch.empty(m, step, k, dtype=z_norm.dtype, device=z_norm.device)
+    for start in range(0, n_pos, step):
+        zc = z_norm[:, start:start + step]
+        scores = buf[:, :zc.shape[1]]
+        torch.baddbmm(bias, zc, cb_t, beta=1.0, alpha=2.0, out=scores)
+        codes[:, start:start + step] = scores.max(dim=-1).indices
+    return codes
+
+
+def _l2_normalize(t: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    """``F.normalize(t, dim=-1)`` (same eps) as a multiply by the reciprocal norm, which is
+    cheaper than a broadcast division in forward and backward; equal up to rounding."""
+    return t * t.norm(dim=-1, keepdim=True).clamp_min(eps).reciprocal()
+
+
+class _StraightThrough(torch.autograd.Function):
+    """``z + sg[z_q - z]`` in one pass: forward value ``z_q``, gradient passed to ``z``.
+
+    Both inputs are (M, N, d); the output is already merged to (B, dim, H, W), so the
+    layout change is the only copy.  Equal to the official expression up to float
+    rounding of ``z + (z_q - z)`` (about 1e-7).
+    """
+
+    @staticmethod
+    def forward(ctx, z, z_q, merge, split):  # noqa: D401 - autograd signature
+        ctx.split = split
+        return merge(z_q.detach())
+
+    @staticmethod
+    def backward(ctx, grad):
+        return ctx.split(grad), None, None, None
+
+
+class ProductQuantizer(nn.Module):
+    """M product codebooks of K codewords over ``dim // M``-wide subvectors (Eq. 1-4).
+
+    Args:
+        dim: input channels (d_E).
+        num_codebooks: M.
+        codebook_size: K.
+        codebook_weight: weight of the codebook loss (official ``book``, 1.0).
+        commitment_weight: weight of the commitment loss (official ``beta``, 0.25).
+        init: ``"xavier_uniform"`` (official preset ``need_initialized: "uni"``:
+            re-draw once at the first training forward) or ``"uniform"`` (keep the
+            construction-time ``U(-1/K, 1/K)``, official ``"none"``).
+        variant: ``"official"`` (raw codeword output) or ``"paper"`` (normalised
+            codeword output and losses); see the module docstring.
+
+    Attributes:
+        codebooks: one ``nn.Parameter`` of shape (M, K, dim // M).
+        initialized: bool buffer, True once the xavier re-initialisation has run.
+    """
+
+    def __init__(self, dim: int, num_codebooks: int, codebook_size: int,
+                 codebook_weight: float = 1.0, commitment_weight: float = 0.25,
+                 init: str = "xavier_uniform", variant: str = "official") -> None:
+        super().__init__()
+        if num_codebooks < 1:
+            raise ValueError(f"num_codebooks (M) must be >= 1, got {num_codebooks}")
+        if codebook_size < 1:
+            raise ValueError(f"codebook_size (K) must be >= 1, got {codebook_size}")
+        if dim < 1 or dim % num_codebooks != 0:
+            raise ValueError(
+                f"dim {dim} must be a positive multiple of num_codebooks (M) {num_codebooks}; "
+                f"choose M among the divisors of {dim}")
+        if init not in _INITS:
+            raise ValueError(f"init must be one of {_INITS}, got {init!r}")
+        if variant not in _VARIANTS:
+            raise ValueError(f"variant must be one of {_VARIANTS}, got {variant!r}")
+        self.dim = dim
+        self.num_codebooks = num_codebooks
+        self.codebook_size = codebook_size
+        self.sub_dim = dim // num_codebooks
+        self.codebook_weight = codebook_weight
+        self.commitment_weight = commitment_weight
+        self.init = init
+        self.variant = variant
+        self.codebooks = nn.Parameter(torch.empty(num_codebooks, codebook_size, self.sub_dim))
+        bound = 1.0 / codebook_size  # official nn.Embedding re-init at construction
+        nn.init.uniform_(self.codebooks, -bound, bound)
+        self.register_buffer("initialized", torch.tensor(init != "xavier_uniform"))
+
+    def extra_repr(self) -> str:
+        return (f"dim={self.dim}, M={self.num_codebooks}, K={self.codebook_size}, "
+                f"variant={self.variant!r}, init={self.init!r}")
+
+    @torch.no_grad()
+    def reset_parameters(self, generator: Optional[torch.Generator] = None) -> None:
+        """Xavier-uniform draw of every codebook, as ``nn.init.xavier_uniform_`` on each
+        (K, dim/M) embedding matrix: ``U(-b, b)``, ``b = sqrt(6 / (K + dim/M))``."""
+        bound = math.sqrt(6.0 / (self.codebook_size + self.sub_dim))
+        self.codebooks.uniform_(-bound, bound, generator=generator)
+        self.initialized.fill_(True)
+
+    # -- layout helpers ---------------------------------------------------------------
+    def _split(self, x: torch.Tensor) -> torch.Tensor:
+        """Eq. 1: (B, dim, H, W) -> (M, B*H*W, dim/M), contiguous channel chunks."""
+        if x.dim() != 4 or x.shape[1] != self.dim:
+            raise ValueError(f"ProductQuantizer expects (B, {self.dim}, H, W), got {tuple(x.shape)}")
+        b, _, h, w = x.shape
+        z = x.reshape(b, self.num_codebooks, self.sub_dim, h * w)
+        return z.permute(1, 0, 3, 2).reshape(self.num_codebooks, b * h * w, self.sub_dim)
+
+    def _merge(self, z: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+        b, _, h, w = shape
+        z = z.reshape(self.num_codebooks, b, h * w, self.sub_dim).permute(1, 0, 3, 2)
+        return z.reshape(b, self.dim, h, w)
+
+    def _codes_to_map(self, codes: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+        b, _, h, w = shape
+        return codes.reshape(self.num_codebooks, b, h, w).permute(1, 0, 2, 3).contiguous()
+
+    def _lookup(self, table: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+        """Rows ``table[m, codes[m, n]]`` as (M, N, d) via one flat embedding lookup."""
+        offsets = torch.arange(self.num_codebooks, device=codes.device).unsqueeze(1) * self.codebook_size
+        return F.embedding(codes + offsets, table.reshape(-1, self.sub_dim))
+
+    # -- public API -------------------------------------------------------------------
+    @torch.no_grad()
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Codes only, (B, M, H, W) int64; never initialises or changes state."""
+        z = _l2_normalize(self._split(x.to(self.codebooks.dtype)))
+        codes = assign(z, _l2_normalize(self.codebooks))
+        return self._codes_to_map(codes, x.shape)
+
+    def forward(self, x: torch.Tensor) -> PQOutput:
+        if self.training and not bool(self.initialized):
+            self.reset_parameters()
+        z = _l2_normalize(self._split(x.to(self.codebooks.dtype)))  # (M, N, d)
+        cb_norm = _l2_normalize(self.codebooks)
+        codes = assign(z.detach(), cb_norm.detach())
+        table = self.codebooks if self.variant == "official" else cb_norm
+        z_q = self._lookup(table, codes)
+        codebook_loss = F.mse_loss(z_q, z.detach())  # Eq. 3
+        commitment_loss = F.mse_loss(z, z_q.detach())  # Eq. 4
+        loss = self.codebook_weight * codebook_loss + self.commitment_weight * commitment_loss
+        quantized = _StraightThrough.apply(z, z_q, lambda t: self._merge(t, x.shape), self._split)
+        with torch.no_grad():
+            hit = torch.zeros(self.num_codebooks, self.codebook_size, device=x.device, dtype=torch.bool)
+            hit.scatter_(1, codes, True)
+            usage = hit.float().mean()
+        return PQOutput(
+            quantized=quantized,
+            codes=self._codes_to_map(codes, x.shape),
+            codebook_loss=codebook_loss,
+            commitment_loss=commitment_loss,
+            loss=loss,
+            usage=usage,
+        )
