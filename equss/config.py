@@ -36,10 +36,16 @@ class ModelConfig:
     commitment_weight: float = 0.25  # "beta": weight of the commitment loss (Eq. 4)
     pq_variant: str = "official"  # "official" or "paper" (see equss.quantize)
     dropout: float = 0.1          # Dropout2d on backbone features inside the head
+    # Official EQUSS (model/dino_pqgo.py @da82dea) and STEGO (cfg.dropout) feed the
+    # dropped-out backbone features to the correlation loss too; False uses clean features.
+    loss_on_dropped_features: bool = True
     extra_clusters: int = 0
     # The official EQUSS evaluator upsamples the probe input to the label size before
     # both probes (model/evaluator.py); STEGO trains the cluster probe at feature size.
     probe_upsample: bool = True
+    # "unsupervised" (STEGO/EQUSS) or "supervised" (Fig. 2: the head is trained through
+    # the linear probe's cross-entropy, an upper reference)
+    objective: str = "unsupervised"
 
 
 @dataclass
@@ -234,6 +240,8 @@ def validate(cfg: Config) -> None:
             raise EqussError(f"model.num_codebooks (M) and model.codebook_size (K) must be >= 1, got M={m.num_codebooks} K={m.codebook_size}")
         if m.head_dim % m.num_codebooks:
             raise EqussError(f"model.head_dim (d_E={m.head_dim}) must be divisible by model.num_codebooks (M={m.num_codebooks})")
+    if m.objective not in ("unsupervised", "supervised"):
+        raise EqussError(f"model.objective must be unsupervised or supervised, got {m.objective!r}")
     if cfg.train.batch_size < 2:
         raise EqussError("train.batch_size must be >= 2 (negative pairs need another image in the batch)")
     if cfg.train.input_path not in ("auto", "cache", "online"):

@@ -69,7 +69,9 @@ class EQUSS(nn.Module):
 
     # ----------------------------------------------------------------- forward
     def forward(self, feats: torch.Tensor) -> ModelOutput:
-        code = self.head(feats)
+        return self._quantize(self.head(feats))
+
+    def _quantize(self, code: torch.Tensor) -> ModelOutput:
         if self.quantizer is None:
             return ModelOutput(code=code, probe_input=code, codes=None, vq=None)
         vq = self.quantizer(code)
@@ -84,8 +86,15 @@ class EQUSS(nn.Module):
                         generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         """All losses of one training step (Eq. 5 + probe losses); ``total`` is what to backpropagate."""
         lc = self.cfg.loss
-        out = self.forward(feats)
-        code_pos = self.head(feats_pos)
+        if self.cfg.model.objective == "supervised":
+            return self._supervised_losses(feats, labels)
+        if self.cfg.model.loss_on_dropped_features and not self.head.dropout_per_branch:
+            # one dropout mask shared by the head and L_head's feature correlation (official)
+            feats, feats_pos = self.head.dropout(feats), self.head.dropout(feats_pos)
+            code, code_pos = self.head.project(feats), self.head.project(feats_pos)
+        else:
+            code, code_pos = self.head(feats), self.head(feats_pos)
+        out = self._quantize(code)
         corr = self.corr_loss(feats, feats_pos, out.code, code_pos, generator=generator)
         losses: dict[str, torch.Tensor] = {
             "corr": corr.loss,
@@ -95,12 +104,30 @@ class EQUSS(nn.Module):
         if out.vq is not None:
             losses["codebook"] = out.vq.codebook_loss
             losses["commitment"] = out.vq.commitment_loss
+            losses["codebook_usage"] = out.vq.usage.detach()
             model_loss = model_loss + lc.vq_weight * out.vq.loss
         probe_in = self._probe_features(out.probe_input.detach().clone(), labels.shape[-2:])
         losses["cluster"] = self.cluster_probe.loss(probe_in)
         losses["linear"] = self.linear_probe.loss(probe_in, labels)
         losses["model"] = model_loss
         losses["total"] = model_loss + losses["cluster"] + losses["linear"]
+        return losses
+
+    def _supervised_losses(self, feats, labels):
+        """Fig. 2's supervised head: the linear probe's cross-entropy trains the head too
+        (no correlation loss; the PQ losses still apply when PQ is on)."""
+        out = self.forward(feats)
+        probe_in = self._probe_features(out.probe_input, labels.shape[-2:])
+        losses = {"linear": self.linear_probe.loss(probe_in, labels)}
+        model_loss = losses["linear"]
+        if out.vq is not None:
+            losses["codebook"], losses["commitment"] = out.vq.codebook_loss, out.vq.commitment_loss
+            losses["codebook_usage"] = out.vq.usage.detach()
+            model_loss = model_loss + self.cfg.loss.vq_weight * out.vq.loss
+        losses["cluster"] = self.cluster_probe.loss(probe_in.detach())
+        losses["corr"] = torch.zeros((), device=feats.device)
+        losses["model"] = model_loss
+        losses["total"] = model_loss + losses["cluster"]
         return losses
 
     @torch.no_grad()

@@ -120,8 +120,12 @@ class Trainer:
         self.stop_requested = False
         self.step = 0
         self.best = {"cluster_mIoU": -1.0, "step": -1}
+        self.val_assignment = None  # cluster -> class map of the last validation (for `equss segment`)
         seed_everything(cfg.train.seed)
         self._setup_data()
+        # seed again: building caches or converting weights may have drawn random numbers,
+        # and the model must not depend on whether the caches already existed
+        seed_everything(cfg.train.seed)
         self.model = EQUSS(cfg, self.in_dim, self.n_classes).to(self.device)
         self.loss_fn = _Losses(self.model)
         if self.world > 1:  # DDP hooks run on forward(): wrap the loss computation
@@ -146,6 +150,8 @@ class Trainer:
         from .knn import get_or_build_knn
 
         cfg = self.cfg
+        if self.world > 1 and self.rank != 0:
+            dist.barrier()  # rank 0 builds the caches first; the others then open them
         self.train_set = make_dataset(cfg, cfg.data.train_split, train=True)
         self.val_set = make_dataset(cfg, cfg.data.val_split) if cfg.train.val_every else None
         self.n_classes = self.train_set.n_classes
@@ -164,6 +170,8 @@ class Trainer:
                                   device=self.device)
         if self.input_path == "cache":
             self.backbone = None  # not needed any more: free its memory
+        if self.world > 1 and self.rank == 0:
+            dist.barrier()
 
     # -- checkpoints
     def state(self) -> dict:
@@ -179,6 +187,7 @@ class Trainer:
             "in_dim": self.in_dim,
             "n_classes": self.n_classes,
             "class_names": list(self.train_set.class_names),
+            "assignment": self.val_assignment,
             "rng": rng_state(),
             "batches": self.source.state_dict(),
             "provenance": provenance(device=device_description(self.device), input_path=self.input_path),
@@ -221,10 +230,6 @@ class Trainer:
         self.step += 1
         out = {k: float(v.detach()) for k, v in losses.items()}
         out["grad_norm"] = float(grad_norm)
-        if self.model.quantizer is not None:
-            with torch.no_grad():
-                codes = self.model.quantizer.encode(self.model.head(batch.feats))
-            out["codebook_usage"] = codebook_usage(codes, self.cfg.model.codebook_size)
         return out
 
     def _rank_batch(self, per_rank: int):
@@ -240,6 +245,7 @@ class Trainer:
 
         res = evaluate_cached(self.model, self.val_cache, self.n_classes, self.cfg, device=self.device,
                               flip_cache=None, progress=False)
+        self.val_assignment = res["cluster"].get("assignment")
         return {"cluster_mIoU": res["cluster"]["mIoU"], "cluster_Accuracy": res["cluster"]["Accuracy"],
                 "linear_mIoU": res["linear"]["mIoU"], "linear_Accuracy": res["linear"]["Accuracy"]}
 
@@ -263,6 +269,10 @@ class Trainer:
             while self.step < tc.steps and not self.stop_requested:
                 try:
                     last = self.train_step()
+                except torch.OutOfMemoryError:
+                    bs = tc.batch_size
+                    raise EqussError(f"out of GPU memory at train.batch_size={bs}; try --set train.batch_size={max(2, bs // 2)} "
+                                     f"(the last checkpoint is {self.out / 'last.pt'})") from None
                 except FloatingPointError as exc:
                     self.log({"step": self.step, "error": str(exc)})
                     raise EqussError(f"{exc}; stopped, the last good checkpoint is {self.out / 'last.pt'} (try a lower train.lr or other loss shifts)") from None
@@ -323,14 +333,6 @@ class _Losses(torch.nn.Module):
 
     def forward(self, feats, feats_pos, labels):
         return self.model.training_losses(feats, feats_pos, labels)
-
-
-def codebook_usage(codes: torch.Tensor, codebook_size: int) -> float:
-    """Fraction of the M*K codewords used by ``codes`` (B, M, h, w): collapse shows as a few %."""
-    m = codes.shape[1]
-    flat = codes.transpose(0, 1).reshape(m, -1)
-    used = sum(int(torch.unique(flat[i]).numel()) for i in range(m))
-    return used / float(m * codebook_size)
 
 
 def train(cfg: Config, out: str | os.PathLike, resume: bool = False, progress: bool = True) -> dict:

@@ -1,0 +1,153 @@
+"""Training pipeline on real CamVid (smoke scale, offline DINOv2): paths, resume, checkpoints, errors."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from equss import cli
+from equss.config import load_config
+from equss.errors import EqussError
+from equss.train import Trainer, load_checkpoint, save_checkpoint, train
+
+
+def smoke_cfg(data_root, **overrides):
+    ov = [f"data.data_root={data_root}", "train.device=cpu"] + [f"{k}={v}" for k, v in overrides.items()]
+    return load_config("camvid-equss", "smoke", overrides=ov)
+
+
+def test_cache_and_online_paths_give_the_same_loss(data_root, tmp_path):
+    losses = {}
+    for path in ("cache", "online"):
+        trainer = Trainer(smoke_cfg(data_root, **{"train.input_path": path}), tmp_path / path, progress=False)
+        assert trainer.input_path == path
+        losses[path] = trainer.train_step()
+    for key in ("total", "corr", "codebook", "commitment", "cluster", "linear"):
+        assert losses["cache"][key] == pytest.approx(losses["online"][key], rel=1e-6, abs=1e-7), key
+
+
+def test_resume_after_interruption_is_exact(data_root, tmp_path):
+    cfg = smoke_cfg(data_root)
+    train(cfg, tmp_path / "full", progress=False)
+
+    interrupted = Trainer(cfg, tmp_path / "resumed", progress=False)
+    real_step = interrupted.train_step
+
+    def step_then_stop():
+        out = real_step()
+        if interrupted.step == 1:
+            interrupted.stop_requested = True  # as SIGINT/SIGTERM would
+        return out
+
+    interrupted.train_step = step_then_stop
+    summary = interrupted.fit()
+    assert summary["stopped_early"] and summary["steps"] == 1
+    assert load_checkpoint(tmp_path / "resumed" / "last.pt")["step"] == 1
+
+    Trainer(cfg, tmp_path / "resumed", resume=True, progress=False).fit()
+    a = load_checkpoint(tmp_path / "full" / "last.pt")
+    b = load_checkpoint(tmp_path / "resumed" / "last.pt")
+    assert a["step"] == b["step"] == cfg.train.steps
+    for k, v in a["model"].items():
+        assert torch.equal(v, b["model"][k]), k
+    assert a["best"] == b["best"]
+
+
+def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
+    path = tmp_path / "last.pt"
+    save_checkpoint(path, {"model": {"w": torch.ones(2)}, "config": {}, "step": 1})
+
+    def broken_save(obj, f, *a, **k):
+        with open(f, "wb") as fh:
+            fh.write(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(OSError):
+        save_checkpoint(path, {"model": {"w": torch.zeros(2)}, "config": {}, "step": 2})
+    monkeypatch.undo()
+    assert load_checkpoint(path)["step"] == 1
+
+
+def test_nan_loss_stops_with_message_and_keeps_last_good_checkpoint(data_root, tmp_path, monkeypatch):
+    cfg = smoke_cfg(data_root)
+    trainer = Trainer(cfg, tmp_path, progress=False)
+    real = trainer.loss_fn.forward
+
+    def nan_after_two(*args):
+        out = real(*args)
+        if trainer.step >= 2:
+            out["total"] = out["total"] * float("nan")
+        return out
+
+    trainer.loss_fn.forward = nan_after_two
+    with pytest.raises(EqussError, match="loss is nan at step 2"):
+        trainer.fit()
+    assert load_checkpoint(tmp_path / "last.pt")["step"] == 2
+
+
+def run_cli(args, capsys):
+    code = cli.main(args)
+    err = capsys.readouterr().err.strip().splitlines()
+    return code, err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "--preset", "no-such-preset"], "unknown preset"),
+    (["train", "--preset", "camvid-equss", "--set", "model.nope=1"], "unknown config key model.nope"),
+    (["train", "--preset", "camvid-equss", "--set", "model.head_dim=1000"], "divisible"),
+    (["train", "--preset", "camvid-equss", "--set", "model.codebook_size=0"], "must be >= 1"),
+    (["eval", "--checkpoint", "/nonexistent/best.pt"], "not found"),
+])
+def test_cli_bad_inputs_one_line_errors(args, message, capsys):
+    code, err = run_cli(args, capsys)
+    assert code == 2 and len(err) == 1 and message in err[0], err
+
+
+def test_cli_corrupt_checkpoint(tmp_path, capsys):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"\x00not a checkpoint")
+    code, err = run_cli(["eval", "--checkpoint", str(bad)], capsys)
+    assert code == 2 and len(err) == 1 and "corrupt" in err[0]
+
+
+def test_cli_missing_and_empty_dataset(tmp_path, capsys):
+    code, err = run_cli(["train", "--preset", "camvid-equss", "--scale", "smoke",
+                         "--data-root", str(tmp_path / "nope"), "--out", str(tmp_path / "r")], capsys)
+    assert code == 2 and len(err) == 1 and "data root" in err[0]
+    (tmp_path / "empty").mkdir()
+    code, err = run_cli(["train", "--preset", "camvid-equss", "--scale", "smoke",
+                         "--data-root", str(tmp_path / "empty"), "--out", str(tmp_path / "r")], capsys)
+    assert code == 2 and len(err) == 1 and "CamVid" in err[0]
+
+
+def test_resume_with_another_config_is_refused(data_root, tmp_path, capsys):
+    cfg = smoke_cfg(data_root, **{"train.steps": 2})
+    train(cfg, tmp_path, progress=False)
+    code, err = run_cli(["train", "--preset", "camvid-equss", "--scale", "smoke", "--data-root", str(data_root),
+                         "--set", "model.codebook_size=64", "--out", str(tmp_path), "--resume"], capsys)
+    assert code == 2 and len(err) == 1 and "another config" in err[0]
+
+
+def test_sigterm_writes_checkpoint_and_exits_cleanly(data_root, tmp_path):
+    # warm the caches so the subprocess starts training at once
+    train(smoke_cfg(data_root, **{"train.steps": 1}), tmp_path / "warm", progress=False)
+    out = tmp_path / "run"
+    env = dict(os.environ)
+    proc = subprocess.Popen([sys.executable, "-m", "equss", "train", "--preset", "camvid-equss", "--scale", "smoke",
+                             "--data-root", str(data_root), "--device", "cpu", "--steps", "500",
+                             "--set", "train.val_every=0", "--out", str(out)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (out / "log.jsonl").exists():
+        time.sleep(0.2)
+    assert (out / "log.jsonl").exists(), "training never started"
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=120) == 0
+    state = load_checkpoint(out / "last.pt")
+    assert 1 <= state["step"] < 500
