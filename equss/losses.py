@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["norm", "tensor_correlation", "sample_coords", "sample", "super_perm",
+__all__ = ["norm", "tensor_correlation", "feature_correlation", "sample_coords", "sample", "super_perm",
            "correlation_term", "CorrelationLoss", "CorrelationLossOutput"]
 
 
@@ -72,6 +72,21 @@ def super_perm(size: int, generator: Optional[torch.Generator] = None,
     return perm % size
 
 
+@torch.no_grad()
+def feature_correlation(f1: torch.Tensor, f2: torch.Tensor, pointwise: bool = True) -> torch.Tensor:
+    """STEGO's fd: correlation of L2-normalised backbone features, (B, h, w, i, j).
+
+    ``pointwise``: subtract, per query location, the mean over the second image's
+    positions, then add back the global mean (STEGO ``helper``, src/modules.py @eb4d6b5).
+    """
+    fd = tensor_correlation(norm(f1), norm(f2))
+    if pointwise:
+        old_mean = fd.mean()
+        fd = fd - fd.mean(dim=(3, 4), keepdim=True)
+        fd = fd - fd.mean() + old_mean
+    return fd
+
+
 def correlation_term(f1: torch.Tensor, f2: torch.Tensor, c1: torch.Tensor, c2: torch.Tensor,
                      shift: float, pointwise: bool = True, zero_clamp: bool = True,
                      stabilize: bool = False) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -90,12 +105,7 @@ def correlation_term(f1: torch.Tensor, f2: torch.Tensor, c1: torch.Tensor, c2: t
     Returns:
         ``(loss, cd)``, both (B, h, w, i, j); ``loss = -clamp(cd) * (fd - shift)``.
     """
-    with torch.no_grad():
-        fd = tensor_correlation(norm(f1), norm(f2))
-        if pointwise:
-            old_mean = fd.mean()
-            fd = fd - fd.mean(dim=(3, 4), keepdim=True)
-            fd = fd - fd.mean() + old_mean
+    fd = feature_correlation(f1, f2, pointwise)
     cd = tensor_correlation(norm(c1), norm(c2))
     min_val = 0.0 if zero_clamp else -9999.0
     cd_clamped = cd.clamp(min_val, 0.8) if stabilize else cd.clamp(min_val)
