@@ -122,3 +122,96 @@ def save_provenance(out_dir: Path, name: str, scale: str, runs: dict, **extra) -
     runs_prov = {k: (v.get("provenance") if isinstance(v, dict) else v) for k, v in runs.items()}
     return write_json(Path(out_dir) / f"{name}.provenance.json",
                       provenance(scale=scale, artefact=name, runs=runs_prov, **extra))
+
+
+# ---------------------------------------------------------------------------- analyses
+def _load_run(result: dict, device: str = "cpu"):
+    from .features import get_or_build_features
+    from .inputs import make_backbone, make_dataset
+    from .train import load_checkpoint, model_from_checkpoint
+
+    state = load_checkpoint(Path(result["run_dir"]) / "best.pt")
+    model, cfg = model_from_checkpoint(state, device=device)
+    dataset = make_dataset(cfg, cfg.data.test_split)
+    cache = get_or_build_features(make_backbone(cfg, device=device), dataset, device=device, progress=False)
+    return model, cfg, dataset, cache
+
+
+def downsample_labels(labels, size):
+    """Nearest-neighbour labels on the patch grid (for per-pixel code analyses)."""
+    import torch
+    import torch.nn.functional as F
+
+    lab = torch.as_tensor(labels)[:, None].float()
+    return F.interpolate(lab, size=size, mode="nearest")[:, 0].long()
+
+
+def collect_codes(result: dict, max_images: int | None = None, device: str = "cpu") -> dict:
+    """Codes of the test split's patches for Fig. 4: PQ codes (N, M) when the run has PQ,
+    else the continuous head output (N, d) for the histogram entropy, and labels (N,)."""
+    import numpy as np
+    import torch
+
+    model, cfg, dataset, cache = _load_run(result, device)
+    n = len(cache) if not max_images else min(max_images, len(cache))
+    codes, feats, labels = [], [], []
+    with torch.no_grad():
+        for i in range(n):
+            f = torch.from_numpy(np.asarray(cache.feats[i])[None]).float().to(device)
+            out = model(f)
+            lab = downsample_labels(np.asarray(cache.labels[i])[None], f.shape[-2:]).flatten()
+            keep = lab >= 0
+            labels.append(lab[keep].numpy())
+            if out.codes is not None:
+                codes.append(out.codes[0].flatten(1).T[keep].cpu().numpy())
+            else:
+                feats.append(out.code[0].flatten(1).T[keep].cpu().numpy())
+    res = {"labels": np.concatenate(labels), "class_names": list(dataset.class_names), "n_images": n,
+           "codebook_size": cfg.model.codebook_size if cfg.model.pq else None}
+    if codes:
+        res["codes"] = np.concatenate(codes)
+    else:
+        res["features"] = np.concatenate(feats)
+    return res
+
+
+def predictions(result: dict, indices: list[int], device: str = "cpu") -> dict:
+    """Cluster predictions mapped to classes (Hungarian assignment of the full test split),
+    with images and ground truth, for Fig. 5."""
+    import numpy as np
+    import torch
+
+    from .data import IMAGENET_MEAN, IMAGENET_STD
+
+    model, cfg, dataset, cache = _load_run(result, device)
+    assignment = np.asarray(result["cluster"]["assignment"])
+    out = {"image": [], "label": [], "pred": []}
+    mean, std = np.asarray(IMAGENET_MEAN)[:, None, None], np.asarray(IMAGENET_STD)[:, None, None]
+    with torch.no_grad():
+        for i in indices:
+            img, label = dataset[i][:2]
+            f = torch.from_numpy(np.asarray(cache.feats[i])[None]).float().to(device)
+            logp = model.predict(f, tuple(label.shape[-2:]))["cluster"]
+            cl = logp.argmax(1)[0].cpu().numpy()
+            out["pred"].append(np.where(cl < len(assignment), assignment[np.minimum(cl, len(assignment) - 1)], -1))
+            out["label"].append(np.asarray(label))
+            out["image"].append(np.clip(img.numpy() * std + mean, 0, 1).transpose(1, 2, 0))
+    return out
+
+
+def colorize(labels, palette) -> "np.ndarray":
+    import numpy as np
+
+    pal = np.asarray(palette, dtype=np.uint8)
+    lab = np.asarray(labels)
+    rgb = np.zeros(lab.shape + (3,), dtype=np.uint8)
+    valid = (lab >= 0) & (lab < len(pal))
+    rgb[valid] = pal[lab[valid]]
+    return rgb
+
+
+def show(rows: list[dict]):
+    """A pandas DataFrame of table rows (for notebook display)."""
+    import pandas as pd
+
+    return pd.DataFrame(rows)
