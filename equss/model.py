@@ -132,17 +132,27 @@ class EQUSS(nn.Module):
 
     @torch.no_grad()
     def predict(self, feats: torch.Tensor, size: tuple[int, int], feats_flipped: torch.Tensor | None = None,
-                alpha: float = 2.0) -> dict[str, torch.Tensor]:
+                alpha: float = 2.0, materialize: bool = False) -> dict[str, torch.Tensor]:
         """Evaluation path: probe log-probabilities at ``size``.
 
         With ``feats_flipped`` (features of the horizontally flipped image) the probe input
-        is averaged with its flipped-back twin, as STEGO's eval_segmentation.py does.
+        is averaged with its flipped-back twin, as STEGO's eval_segmentation.py does.  The
+        probe input is upsampled (bilinear) to ``size`` before the probes, as the official
+        evaluator; :mod:`equss.upsample` gets the same numbers without materialising the
+        upsampled d_E channels (``materialize=True`` does it the literal way).
         """
+        from .upsample import cluster_inner_products
+
         x = self.forward(feats).probe_input
         if feats_flipped is not None:
             x = (x + self.forward(feats_flipped).probe_input.flip(dims=[3])) / 2
-        x = F.interpolate(x, size, mode="bilinear", align_corners=False)
-        return {
-            "cluster": self.cluster_probe.log_probs(x, alpha=alpha),
-            "linear": F.log_softmax(self.linear_probe(x), dim=1),
-        }
+        size = tuple(int(s) for s in size)
+        if materialize:
+            x = F.interpolate(x, size, mode="bilinear", align_corners=False)
+            return {"cluster": self.cluster_probe.log_probs(x, alpha=alpha),
+                    "linear": F.log_softmax(self.linear_probe(x), dim=1)}
+        logits = self.linear_probe(x)
+        if tuple(logits.shape[-2:]) != size:
+            logits = F.interpolate(logits, size, mode="bilinear", align_corners=False)
+        inner = cluster_inner_products(x, self.cluster_probe.clusters, size)
+        return {"cluster": F.log_softmax(inner * alpha, dim=1), "linear": F.log_softmax(logits, dim=1)}

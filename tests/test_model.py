@@ -73,7 +73,19 @@ def test_predict_flip_average():
     model.eval()
     feats = batch()[0]
     flipped = feats.flip(-1)
-    res = model.predict(feats, (12, 12), feats_flipped=flipped)
+    res = model.predict(feats, (12, 12), feats_flipped=flipped, materialize=True)
     x = (model(feats).probe_input + model(flipped).probe_input.flip(-1)) / 2
     x = F.interpolate(x, (12, 12), mode="bilinear", align_corners=False)
     assert torch.allclose(res["linear"], F.log_softmax(model.linear_probe(x), 1), atol=1e-6)
+
+
+@pytest.mark.parametrize("size", [(12, 12), (17, 23), (6, 6), (48, 40)])
+def test_fast_upsampled_probes_equal_the_literal_computation(size):
+    model, _ = make()
+    model.eval()
+    feats = batch()[0]
+    fast = model.predict(feats, size)
+    slow = model.predict(feats, size, materialize=True)
+    for k in ("cluster", "linear"):
+        assert torch.allclose(fast[k], slow[k], atol=2e-5), k
+        assert (fast[k].argmax(1) == slow[k].argmax(1)).float().mean() > 0.999
