@@ -92,6 +92,7 @@ def train_linear(cache, n_classes: int, epochs: int = 10, lr: float = 3e-3, batc
 def evaluate_baseline(centroids, probe, cache, n_classes: int, extra_clusters: int = 0, device="cpu",
                       progress: bool = True) -> dict:
     from .evaluate import summarize
+    from .upsample import cluster_inner_products
 
     km = UnsupervisedMetrics(n_classes, extra_clusters=extra_clusters, compute_hungarian=True)
     lin = UnsupervisedMetrics(n_classes, compute_hungarian=False)
@@ -99,8 +100,9 @@ def evaluate_baseline(centroids, probe, cache, n_classes: int, extra_clusters: i
     for i in tqdm(range(len(cache)), desc="eval baseline", disable=not progress, dynamic_ncols=True):
         feats = torch.from_numpy(np.asarray(cache.feats[i])[None]).float().to(device)
         label = torch.from_numpy(np.asarray(cache.labels[i])[None]).long()
-        up = F.interpolate(feats, label.shape[-2:], mode="bilinear", align_corners=False)
-        km.update(torch.einsum("bchw,kc->bkhw", F.normalize(up, dim=1), cent).argmax(1).cpu(), label)
+        # cosine to the centroids of the bilinearly upsampled features, computed exactly
+        # without materialising them (equss/upsample.py)
+        km.update(cluster_inner_products(feats, cent, label.shape[-2:]).argmax(1).cpu(), label)
         lin.update(F.interpolate(probe(feats), label.shape[-2:], mode="bilinear", align_corners=False).argmax(1).cpu(), label)
     return {"cluster": summarize(km), "linear": summarize(lin)}
 
