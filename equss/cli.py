@@ -17,6 +17,7 @@ from .errors import EqussError
 # module -> subcommands it registers (imported lazily so `equss --help` is fast)
 SUBCOMMAND_MODULES = [
     "equss.data.prepare",   # prepare
+    "equss.onnx_convert",   # weights
     "equss.features",       # features
     "equss.knn",            # knn
     "equss.kmeans_baseline",  # baseline (raw-feature k-means / linear probe)

@@ -1,0 +1,47 @@
+"""The README's own examples: the CLI block runs line by line, the Python block runs as is."""
+from __future__ import annotations
+
+import re
+import shlex
+import shutil
+from pathlib import Path
+
+import pytest
+
+from equss import cli
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def blocks(lang: str) -> list[str]:
+    return re.findall(rf"```{lang}\n(.*?)```", README.read_text(), flags=re.S)
+
+
+def cli_lines() -> list[str]:
+    block = next(b for b in blocks("bash") if "equss weights" in b)
+    return [line.split("  #")[0].strip() for line in block.splitlines() if line.startswith("equss ")]
+
+
+@pytest.mark.slow
+def test_readme_cli_examples_run(data_root, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "my_photos").mkdir()
+    for img in sorted((data_root / "CamVid" / "test").glob("*"))[:2]:
+        shutil.copy(img, tmp_path / "my_photos" / img.name)
+    lines = cli_lines()
+    assert len(lines) >= 8
+    for line in lines:
+        code = cli.main(shlex.split(line)[1:])
+        assert code == 0, (line, capsys.readouterr().err)
+    assert (tmp_path / "runs/camvid-equss/eval/eval.json").is_file()
+    assert (tmp_path / "runs/camvid-equss/crf/eval.json").is_file()
+    assert (tmp_path / "runs/tune/tuned.yaml").is_file()
+    assert len(list((tmp_path / "seg").glob("*_labels.png"))) == 2
+
+
+def test_readme_python_example_runs():
+    code = next(b for b in blocks("python") if "load_backbone" in b)
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    assert namespace["backbone"].embed_dim == 384
+    assert namespace["pq"].codebooks.shape == (32, 256, 32)
