@@ -66,7 +66,7 @@ def run(cfg: Config, crf: bool = False, flip: bool = True, progress: bool = True
     from .train import train
 
     folder = run_dir(cfg)
-    name = "eval_crf.json" if crf else "eval.json"
+    name = "eval" + ("_crf" if crf else "") + ("" if flip else "_noflip") + ".json"
     done = folder / name
     if done.is_file() and not retrain:
         return json.loads(done.read_text())

@@ -74,35 +74,64 @@ class PQOutput:
 
 @torch.no_grad()
 def assign(z_norm: torch.Tensor, codebooks_norm: torch.Tensor,
-           chunk_elements: int = 1 << 22) -> torch.Tensor:
+           chunk_elements: int = 1 << 21) -> torch.Tensor:
     """Eq. 2: nearest codeword per codebook by squared distance on normalised vectors.
 
     Args:
-        z_norm: (M, N, d) L2-normalised subvectors, one row per position.
+        z_norm: (..., M, N, d) L2-normalised subvectors, one row per position; any
+            strides (``ProductQuantizer`` passes the free transposed view (B, M, H*W, d)
+            of its native (B, M, d, H*W) layout, no copy).
         codebooks_norm: (M, K, d) L2-normalised codewords.
         chunk_elements: positions are processed in chunks whose (M, n, K) score block
             has at most this many elements (bounds memory; a cache-sized block is also
             several times faster on CPU than one huge block).
 
     Returns:
-        (M, N) int64 indices ``argmin_k |z_norm - e_norm_k|^2`` (first index on ties).
-        Computed as ``argmax_k (2 z_norm.e_norm_k - |e_norm_k|^2)``: the dropped term
-        ``|z_norm|^2`` is constant per row; ``|e_norm_k|^2`` is 1 except for an all-zero
-        codeword and is kept.  All M codebooks in one ``baddbmm`` per chunk.
+        (..., M, N) int64 indices ``argmin_k |z_norm - e_norm_k|^2`` (first index on
+        ties).  Computed as ``argmax_k (2 z_norm.e_norm_k - |e_norm_k|^2)``: the dropped
+        term ``|z_norm|^2`` is constant per row; ``|e_norm_k|^2`` is 1 except for an
+        all-zero codeword and is kept.  All M codebooks in one ``baddbmm`` per chunk.
     """
-    m, n_pos, _ = z_norm.shape
+    *lead, m, n_pos, d = z_norm.shape
     k = codebooks_norm.shape[1]
+    z3 = z_norm.reshape(-1, m, n_pos, d)  # a view for the layouts used here
     bias = codebooks_norm.pow(2).sum(-1).neg().unsqueeze(1)  # (M, 1, K)
     cb_t = codebooks_norm.transpose(1, 2)  # (M, d, K)
     step = max(1, min(n_pos, chunk_elements // max(1, m * k)))
-    codes = torch.empty(m, n_pos, dtype=torch.long, device=z_norm.device)
+    codes = torch.empty(z3.shape[0], m, n_pos, dtype=torch.long, device=z_norm.device)
     buf = torch.empty(m, step, k, dtype=z_norm.dtype, device=z_norm.device)
-    for start in range(0, n_pos, step):
-        zc = z_norm[:, start:start + step]
-        scores = buf[:, :zc.shape[1]]
-        torch.baddbmm(bias, zc, cb_t, beta=1.0, alpha=2.0, out=scores)
-        codes[:, start:start + step] = scores.max(dim=-1).indices
-    return codes
+    for g in range(z3.shape[0]):
+        for start in range(0, n_pos, step):
+            zc = z3[g, :, start:start + step]
+            scores = buf[:, :zc.shape[1]]
+            torch.baddbmm(bias, zc, cb_t, beta=1.0, alpha=2.0, out=scores)
+            codes[g, :, start:start + step] = scores.max(dim=-1).indices
+    return codes.view(*lead, m, n_pos)
+
+
+class _Normalize(torch.autograd.Function):
+    """``F.normalize(z, dim=2)`` (same eps) on (B, M, d, HW): multiply by the clamped
+    reciprocal norm; the backward is the analytic projection
+    ``(g - z_hat * <g, z_hat>) / |z|`` (just ``g / eps`` where the norm is clamped),
+    in fewer passes than autograd's chain of norm / clamp / reciprocal / mul."""
+
+    @staticmethod
+    def forward(ctx, x, eps):  # noqa: D401 - autograd signature
+        z = torch.mul(x, x)  # the output buffer doubles as the x^2 scratch (one allocation)
+        norm = z.sum(dim=2, keepdim=True).sqrt_()
+        inv = norm.clamp_min(eps).reciprocal_()
+        torch.mul(x, inv, out=z)
+        ctx.save_for_backward(z, inv, norm >= eps)
+        return z
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        z, inv, unclamped = ctx.saved_tensors
+        out = torch.mul(grad, z)  # scratch for <g, z_hat>, then the result (one allocation)
+        proj = out.sum(dim=2, keepdim=True).mul_(unclamped)
+        torch.addcmul(grad, z, proj, value=-1.0, out=out)
+        return out.mul_(inv), None
 
 
 def _l2_normalize(t: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
@@ -111,22 +140,58 @@ def _l2_normalize(t: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
     return t * t.norm(dim=-1, keepdim=True).clamp_min(eps).reciprocal()
 
 
-class _StraightThrough(torch.autograd.Function):
-    """``z + sg[z_q - z]`` in one pass: forward value ``z_q``, gradient passed to ``z``.
+class _QuantizeST(torch.autograd.Function):
+    """Codeword lookup, Eq. 3-4 losses and the straight-through output in one node.
 
-    Both inputs are (M, N, d); the output is already merged to (B, dim, H, W), so the
-    layout change is the only copy.  Equal to the official expression up to float
-    rounding of ``z + (z_q - z)`` (about 1e-7).
+    Inputs: ``z`` (B, M, d, HW) normalised subvectors, ``table`` (M, K, d) codewords
+    (raw or normalised, per variant), ``codes`` (B, M, HW).  Outputs, each a fresh
+    tensor:
+
+    * ``quantized = table[m, codes]`` in the (B, M, d, HW) layout.  Forward value of
+      ``z + sg[z_q - z]`` (exactly ``z_q``, the official value up to its ~1e-7
+      rounding); gradient passed unchanged to ``z``;
+    * ``codebook_loss = mse(z_q, sg[z])`` (gradient to ``table`` only);
+    * ``commitment_loss = mse(z, sg[z_q])`` (gradient to ``z`` only).
+
+    The two losses have the same value, ``mean((z_q - z)^2)``, so the difference is
+    formed once and reused by the backward.  The table gradient is the scatter-sum of
+    ``2 (z_q - z) / numel`` over the positions that chose each codeword.
     """
 
     @staticmethod
-    def forward(ctx, z, z_q, merge, split):  # noqa: D401 - autograd signature
-        ctx.split = split
-        return merge(z_q.detach())
+    def forward(ctx, z, table, codes):  # noqa: D401 - autograd signature
+        b, m, d, hw = z.shape
+        k = table.shape[1]
+        index = codes.unsqueeze(2).expand(b, m, d, hw)
+        z_q = torch.gather(table.transpose(1, 2).contiguous().expand(b, m, d, k), 3, index)
+        diff = z_q - z
+        flat = diff.view(-1)
+        sq = torch.dot(flat, flat) / flat.numel()  # mean((z_q - z)^2) without a temporary
+        ctx.save_for_backward(diff, codes)
+        ctx.table_shape = table.shape
+        ctx.set_materialize_grads(False)
+        return z_q, sq, sq.clone()
 
     @staticmethod
-    def backward(ctx, grad):
-        return ctx.split(grad), None, None, None
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_q, grad_book, grad_commit):
+        diff, codes = ctx.saved_tensors
+        scale = 2.0 / diff.numel()
+        grad_z = grad_table = None
+        if ctx.needs_input_grad[0]:
+            if grad_commit is not None:
+                coef = grad_commit * -scale
+                grad_z = diff * coef if grad_q is None else torch.addcmul(grad_q, diff, coef)
+            else:
+                grad_z = grad_q
+        if ctx.needs_input_grad[1] and grad_book is not None:
+            b, m, d, hw = diff.shape
+            m_, k, _ = ctx.table_shape
+            acc = diff.new_zeros(m, d, k)
+            for i in range(b):  # (M, d, K) accumulator; no (B, M, d, K) temporary
+                acc.scatter_add_(2, codes[i].unsqueeze(1).expand(m, d, hw), diff[i])
+            grad_table = acc.mul_(grad_book * scale).transpose(1, 2).contiguous()
+        return grad_z, grad_table, None
 
 
 class ProductQuantizer(nn.Module):
@@ -192,54 +257,37 @@ class ProductQuantizer(nn.Module):
 
     # -- layout helpers ---------------------------------------------------------------
     def _split(self, x: torch.Tensor) -> torch.Tensor:
-        """Eq. 1: (B, dim, H, W) -> (M, B*H*W, dim/M), contiguous channel chunks."""
+        """Eq. 1: (B, dim, H, W) -> (B, M, dim/M, H*W), contiguous channel chunks (a view
+        of a contiguous input, no copy)."""
         if x.dim() != 4 or x.shape[1] != self.dim:
             raise ValueError(f"ProductQuantizer expects (B, {self.dim}, H, W), got {tuple(x.shape)}")
         b, _, h, w = x.shape
-        z = x.reshape(b, self.num_codebooks, self.sub_dim, h * w)
-        return z.permute(1, 0, 3, 2).reshape(self.num_codebooks, b * h * w, self.sub_dim)
-
-    def _merge(self, z: torch.Tensor, shape: torch.Size) -> torch.Tensor:
-        b, _, h, w = shape
-        z = z.reshape(self.num_codebooks, b, h * w, self.sub_dim).permute(1, 0, 3, 2)
-        return z.reshape(b, self.dim, h, w)
-
-    def _codes_to_map(self, codes: torch.Tensor, shape: torch.Size) -> torch.Tensor:
-        b, _, h, w = shape
-        return codes.reshape(self.num_codebooks, b, h, w).permute(1, 0, 2, 3).contiguous()
-
-    def _lookup(self, table: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
-        """Rows ``table[m, codes[m, n]]`` as (M, N, d) via one flat embedding lookup."""
-        offsets = torch.arange(self.num_codebooks, device=codes.device).unsqueeze(1) * self.codebook_size
-        return F.embedding(codes + offsets, table.reshape(-1, self.sub_dim))
+        return x.to(self.codebooks.dtype).reshape(b, self.num_codebooks, self.sub_dim, h * w)
 
     # -- public API -------------------------------------------------------------------
     @torch.no_grad()
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Codes only, (B, M, H, W) int64; never initialises or changes state."""
-        z = _l2_normalize(self._split(x.to(self.codebooks.dtype)))
-        codes = assign(z, _l2_normalize(self.codebooks))
-        return self._codes_to_map(codes, x.shape)
+        z = _Normalize.apply(self._split(x), 1e-12)
+        codes = assign(z.transpose(2, 3), _l2_normalize(self.codebooks))
+        return codes.view(x.shape[0], self.num_codebooks, *x.shape[2:])
 
     def forward(self, x: torch.Tensor) -> PQOutput:
         if self.training and not bool(self.initialized):
             self.reset_parameters()
-        z = _l2_normalize(self._split(x.to(self.codebooks.dtype)))  # (M, N, d)
+        z = _Normalize.apply(self._split(x), 1e-12)  # (B, M, d, HW)
         cb_norm = _l2_normalize(self.codebooks)
-        codes = assign(z.detach(), cb_norm.detach())
+        codes = assign(z.detach().transpose(2, 3), cb_norm.detach())  # (B, M, HW), Eq. 2
         table = self.codebooks if self.variant == "official" else cb_norm
-        z_q = self._lookup(table, codes)
-        codebook_loss = F.mse_loss(z_q, z.detach())  # Eq. 3
-        commitment_loss = F.mse_loss(z, z_q.detach())  # Eq. 4
+        z_q, codebook_loss, commitment_loss = _QuantizeST.apply(z, table, codes)  # Eq. 3-4
         loss = self.codebook_weight * codebook_loss + self.commitment_weight * commitment_loss
-        quantized = _StraightThrough.apply(z, z_q, lambda t: self._merge(t, x.shape), self._split)
         with torch.no_grad():
             hit = torch.zeros(self.num_codebooks, self.codebook_size, device=x.device, dtype=torch.bool)
-            hit.scatter_(1, codes, True)
+            hit.scatter_(1, codes.transpose(0, 1).reshape(self.num_codebooks, -1), True)
             usage = hit.float().mean()
         return PQOutput(
-            quantized=quantized,
-            codes=self._codes_to_map(codes, x.shape),
+            quantized=z_q.view(x.shape),
+            codes=codes.view(x.shape[0], self.num_codebooks, *x.shape[2:]),
             codebook_loss=codebook_loss,
             commitment_loss=commitment_loss,
             loss=loss,
