@@ -74,7 +74,7 @@ class PQOutput:
 
 @torch.no_grad()
 def assign(z_norm: torch.Tensor, codebooks_norm: torch.Tensor,
-           chunk_elements: int = 1 << 21) -> torch.Tensor:
+           chunk_elements: int = 1 << 22) -> torch.Tensor:
     """Eq. 2: nearest codeword per codebook by squared distance on normalised vectors.
 
     Args:
@@ -128,10 +128,18 @@ class _Normalize(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad):
         z, inv, unclamped = ctx.saved_tensors
-        out = torch.mul(grad, z)  # scratch for <g, z_hat>, then the result (one allocation)
-        proj = out.sum(dim=2, keepdim=True).mul_(unclamped)
-        torch.addcmul(grad, z, proj, value=-1.0, out=out)
-        return out.mul_(inv), None
+        proj = _sum_products(grad, z).mul_(unclamped)  # <g, z_hat> per position
+        return torch.addcmul(grad, z, proj, value=-1.0).mul_(inv), None
+
+
+def _sum_products(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``(a * b).sum(dim=2, keepdim=True)`` for (B, M, d, HW) tensors, one batch item at a
+    time through a small reused scratch buffer (no full-size temporary)."""
+    out = a.new_empty(a.shape[0], a.shape[1], 1, a.shape[3])
+    scratch = a.new_empty(a.shape[1:])
+    for i in range(a.shape[0]):
+        torch.sum(torch.mul(a[i], b[i], out=scratch), dim=1, keepdim=True, out=out[i])
+    return out
 
 
 def _l2_normalize(t: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
@@ -153,9 +161,11 @@ class _QuantizeST(torch.autograd.Function):
     * ``codebook_loss = mse(z_q, sg[z])`` (gradient to ``table`` only);
     * ``commitment_loss = mse(z, sg[z_q])`` (gradient to ``z`` only).
 
-    The two losses have the same value, ``mean((z_q - z)^2)``, so the difference is
-    formed once and reused by the backward.  The table gradient is the scatter-sum of
-    ``2 (z_q - z) / numel`` over the positions that chose each codeword.
+    The two losses have the same value, ``mean((z_q - z)^2)``, so it is computed once
+    (per batch item through a small scratch buffer, no full-size temporary).  The table
+    gradient is the scatter-sum of ``2 (z_q - z) / numel`` over the positions that chose
+    each codeword.  ``z_q`` is saved for the backward, so (as for ``torch.exp``)
+    ``quantized`` must not be modified in place before ``backward``.
     """
 
     @staticmethod
@@ -164,10 +174,14 @@ class _QuantizeST(torch.autograd.Function):
         k = table.shape[1]
         index = codes.unsqueeze(2).expand(b, m, d, hw)
         z_q = torch.gather(table.transpose(1, 2).contiguous().expand(b, m, d, k), 3, index)
-        diff = z_q - z
-        flat = diff.view(-1)
-        sq = torch.dot(flat, flat) / flat.numel()  # mean((z_q - z)^2) without a temporary
-        ctx.save_for_backward(diff, codes)
+        # mean((z_q - z)^2), one batch item at a time through a small scratch buffer
+        scratch = z.new_empty(m * d * hw)
+        sq = z.new_zeros(())
+        for i in range(b):
+            torch.sub(z_q[i].view(-1), z[i].view(-1), out=scratch)
+            sq += torch.dot(scratch, scratch)
+        sq /= z.numel()
+        ctx.save_for_backward(z, z_q, codes)
         ctx.table_shape = table.shape
         ctx.set_materialize_grads(False)
         return z_q, sq, sq.clone()
@@ -175,21 +189,25 @@ class _QuantizeST(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_q, grad_book, grad_commit):
-        diff, codes = ctx.saved_tensors
-        scale = 2.0 / diff.numel()
+        z, z_q, codes = ctx.saved_tensors
+        b, m, d, hw = z.shape
+        scale = 2.0 / z.numel()
         grad_z = grad_table = None
         if ctx.needs_input_grad[0]:
-            if grad_commit is not None:
+            if grad_commit is not None:  # grad_q - 2 g (z_q - z) / numel
                 coef = grad_commit * -scale
-                grad_z = diff * coef if grad_q is None else torch.addcmul(grad_q, diff, coef)
+                grad_z = torch.sub(z_q, z).mul_(coef)
+                if grad_q is not None:
+                    grad_z += grad_q
             else:
                 grad_z = grad_q
         if ctx.needs_input_grad[1] and grad_book is not None:
-            b, m, d, hw = diff.shape
-            m_, k, _ = ctx.table_shape
-            acc = diff.new_zeros(m, d, k)
+            k = ctx.table_shape[1]
+            acc = z.new_zeros(m, d, k)
+            scratch = z.new_empty(m, d, hw)
             for i in range(b):  # (M, d, K) accumulator; no (B, M, d, K) temporary
-                acc.scatter_add_(2, codes[i].unsqueeze(1).expand(m, d, hw), diff[i])
+                torch.sub(z_q[i], z[i], out=scratch)
+                acc.scatter_add_(2, codes[i].unsqueeze(1).expand(m, d, hw), scratch)
             grad_table = acc.mul_(grad_book * scale).transpose(1, 2).contiguous()
         return grad_z, grad_table, None
 
