@@ -19,8 +19,8 @@ def git_commit(cwd: str | os.PathLike | None = None) -> str:
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True,
                              timeout=10).stdout.strip()
-        if not sha:
-            return "unknown"
+        if len(sha) != 40 or any(c not in "0123456789abcdef" for c in sha):
+            return "unknown"  # not a git checkout (e.g. a copied tree)
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=where,
                                capture_output=True, text=True, timeout=10).stdout.strip()
         return sha + ("+dirty" if dirty else "")
