@@ -68,9 +68,22 @@ def quantile_table(samples: dict[str, np.ndarray], levels=QUANTILES) -> dict[str
             for t, v in samples.items()}
 
 
-def candidate_shifts(samples: dict[str, np.ndarray], level: float) -> dict[str, float]:
-    """Shift of each term = the ``level``-quantile of its own fd distribution."""
-    return {f"{t}_shift": round(float(np.quantile(samples[t], level)), 3) for t in TERMS}
+def parse_level(level) -> tuple[float, float, float]:
+    """``0.6`` (all three terms) or ``"0.5,0.5,0.9"`` (intra, inter, negative)."""
+    if isinstance(level, (int, float)):
+        return (float(level),) * 3
+    parts = [float(p) for p in str(level).split(",")]
+    if len(parts) == 1:
+        return (parts[0],) * 3
+    if len(parts) != 3 or not all(0 <= p <= 1 for p in parts):
+        raise EqussError(f"level {level!r} must be q or q_intra,q_inter,q_neg with each in [0, 1]")
+    return tuple(parts)
+
+
+def candidate_shifts(samples: dict[str, np.ndarray], level) -> dict[str, float]:
+    """Shift of each term = a quantile of its own fd distribution (one level, or one per term)."""
+    levels = parse_level(level)
+    return {f"{t}_shift": round(float(np.quantile(samples[t], q)), 3) for t, q in zip(TERMS, levels)}
 
 
 def tune(cfg: Config, out: str | Path, levels=(0.5, 0.6, 0.7, 0.8), steps: int = 200,
@@ -93,9 +106,11 @@ def tune(cfg: Config, out: str | Path, levels=(0.5, 0.6, 0.7, 0.8), steps: int =
     for level in tqdm(levels, desc="tune candidates", disable=not progress):
         shifts = candidate_shifts(samples, level)
         cand_cfg = replace(cfg, loss=shifts, train={"steps": steps, "val_every": steps, "ckpt_every": steps})
-        trainer = Trainer(cand_cfg, out / f"q{level:g}", progress=progress)
+        qs = parse_level(level)
+        name = f"q{qs[0]:g}" if len(set(qs)) == 1 else "q" + "_".join(f"{q:g}" for q in qs)
+        trainer = Trainer(cand_cfg, out / name, progress=progress)
         summary = trainer.fit()
-        candidates.append({"level": level, **shifts, "val": summary["best"], "last_losses": summary["last"]})
+        candidates.append({"level": str(level), **shifts, "val": summary["best"], "last_losses": summary["last"]})
     if not candidates:
         raise EqussError("no candidate levels given; pass --levels 0.5 0.7 ...")
     best = max(candidates, key=lambda c: c["val"]["cluster_mIoU"])
@@ -123,9 +138,9 @@ def _cmd_tune(args):
     for t, q in record["fd_quantiles"].items():
         print(f"  {t:<10} " + "  ".join(f"{k}:{v:.2f}" for k, v in q.items()))
     for c in record["candidates"]:
-        print(f"  q={c['level']:<4g} shifts {c['pos_intra_shift']:.3f}/{c['pos_inter_shift']:.3f}/{c['neg_inter_shift']:.3f}"
+        print(f"  q={c['level']:<12} shifts {c['pos_intra_shift']:.3f}/{c['pos_inter_shift']:.3f}/{c['neg_inter_shift']:.3f}"
               f"  val cluster mIoU {c['val']['cluster_mIoU']:.2f}  acc {c['val']['cluster_Accuracy']:.2f}")
-    print(f"chosen q={record['chosen_level']:g}: {record['chosen']}; wrote {Path(out) / 'tuned.yaml'}")
+    print(f"chosen q={record['chosen_level']}: {record['chosen']}; wrote {Path(out) / 'tuned.yaml'}")
     return 0
 
 
@@ -136,7 +151,8 @@ def register(sub):
                        description=__doc__.split("\n\n")[0])
     add_config_args(p)
     p.add_argument("--out", help="output folder (default: runs/tune-<preset>-<scale>)")
-    p.add_argument("--levels", type=float, nargs="+", default=[0.5, 0.6, 0.7, 0.8],
-                   help="fd quantile levels to try as shifts (default: 0.5 0.6 0.7 0.8)")
+    p.add_argument("--levels", nargs="+", default=["0.5", "0.6", "0.7", "0.8"],
+                   help="fd quantile levels to try as shifts: q (all terms) or q_intra,q_inter,q_neg "
+                        "(default: 0.5 0.6 0.7 0.8)")
     p.add_argument("--tune-steps", type=int, default=200, help="training steps per candidate (default: 200)")
     p.set_defaults(func=_cmd_tune)

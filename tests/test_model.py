@@ -89,3 +89,19 @@ def test_fast_upsampled_probes_equal_the_literal_computation(size):
     for k in ("cluster", "linear"):
         assert torch.allclose(fast[k], slow[k], atol=2e-5), k
         assert (fast[k].argmax(1) == slow[k].argmax(1)).float().mean() > 0.999
+
+
+def test_tune_candidate_shifts_are_per_term_quantiles():
+    import numpy as np
+
+    from equss.tune import candidate_shifts, parse_level
+
+    rng = np.random.default_rng(0)
+    samples = {"pos_intra": rng.normal(0.6, 0.2, 5000), "pos_inter": rng.normal(0.5, 0.2, 5000),
+               "neg_inter": rng.normal(0.4, 0.2, 5000)}
+    shifts = candidate_shifts(samples, "0.5,0.5,0.9")
+    assert shifts["pos_intra_shift"] == pytest.approx(np.median(samples["pos_intra"]), abs=1e-3)
+    assert shifts["neg_inter_shift"] == pytest.approx(np.quantile(samples["neg_inter"], 0.9), abs=1e-3)
+    assert parse_level(0.7) == (0.7, 0.7, 0.7)
+    with pytest.raises(Exception, match="q_intra"):
+        parse_level("0.5,0.9")
