@@ -13,7 +13,8 @@ collapses).  The procedure, reproducible and validation-only:
    q-quantile of each term's own ``fd`` distribution (``b = Q_t(q)``: a fraction ``q`` of
    the pairs of that kind are pushed apart, ``1 - q`` pulled together).  The loss weights
    stay those of the preset.
-3. **Select.** Train each candidate for ``--steps`` steps on the training split and keep
+3. **Select.** (Skipped with ``--tune-steps 0``: calibration only, the shifts at the
+   first level, e.g. to carry a level chosen on one dataset to another.)  Train each candidate for ``--steps`` steps on the training split and keep
    the one with the best cluster mIoU on the **validation** split (the official model
    selection metric).  The test split is never touched.
 
@@ -103,6 +104,17 @@ def tune(cfg: Config, out: str | Path, levels=(0.5, 0.6, 0.7, 0.8), steps: int =
                          neg_samples=cfg.loss.neg_samples, pointwise=cfg.loss.pointwise, seed=cfg.train.seed)
     quantiles = quantile_table(samples)
     candidates = []
+    if steps == 0:  # calibration only: shifts at the (first) given level, no selection
+        chosen = candidate_shifts(samples, levels[0])
+        record = {"procedure": "calibration only: shifts = per-term fd quantiles at the given level (equss/tune.py)",
+                  "fd_quantiles": quantiles, "levels": [str(levels[0])], "steps_per_candidate": 0,
+                  "candidates": [], "chosen_level": str(levels[0]), "chosen": chosen,
+                  "provenance": provenance(config=cfg.to_dict(), scale=cfg.scale, dataset=cfg.data.dataset,
+                                           split=cfg.data.train_split, backbone=cfg.train.backbone,
+                                           wall_s=round(time.time() - t0, 1))}
+        write_json(out / "tune.json", record)
+        (out / "tuned.yaml").write_text(yaml.safe_dump({"loss": chosen}, sort_keys=False))
+        return record
     for level in tqdm(levels, desc="tune candidates", disable=not progress):
         shifts = candidate_shifts(samples, level)
         cand_cfg = replace(cfg, loss=shifts, train={"steps": steps, "val_every": steps, "ckpt_every": steps})
@@ -154,5 +166,6 @@ def register(sub):
     p.add_argument("--levels", nargs="+", default=["0.5", "0.6", "0.7", "0.8"],
                    help="fd quantile levels to try as shifts: q (all terms) or q_intra,q_inter,q_neg "
                         "(default: 0.5 0.6 0.7 0.8)")
-    p.add_argument("--tune-steps", type=int, default=200, help="training steps per candidate (default: 200)")
+    p.add_argument("--tune-steps", type=int, default=200,
+                   help="training steps per candidate (default: 200); 0 = calibration only, shifts at the first level")
     p.set_defaults(func=_cmd_tune)
