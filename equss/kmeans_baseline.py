@@ -98,8 +98,8 @@ def evaluate_baseline(centroids, probe, cache, n_classes: int, extra_clusters: i
     lin = UnsupervisedMetrics(n_classes, compute_hungarian=False)
     cent = centroids.to(device)
     for i in tqdm(range(len(cache)), desc="eval baseline", disable=not progress, dynamic_ncols=True):
-        feats = torch.from_numpy(np.asarray(cache.feats[i])[None]).float().to(device)
-        label = torch.from_numpy(np.asarray(cache.labels[i])[None]).long()
+        feats = torch.from_numpy(np.array(cache.feats[i])[None]).float().to(device)
+        label = torch.from_numpy(np.array(cache.labels[i])[None]).long()
         # cosine to the centroids of the bilinearly upsampled features, computed exactly
         # without materialising them (equss/upsample.py)
         km.update(cluster_inner_products(feats, cent, label.shape[-2:]).argmax(1).cpu(), label)

@@ -19,7 +19,7 @@ def blocks(lang: str) -> list[str]:
 
 def cli_lines() -> list[str]:
     block = next(b for b in blocks("bash") if "equss weights" in b)
-    return [line.split("  #")[0].strip() for line in block.splitlines() if line.startswith("equss ")]
+    return [line for line in block.splitlines() if line.startswith("equss ")]
 
 
 @pytest.mark.slow
@@ -31,7 +31,7 @@ def test_readme_cli_examples_run(data_root, tmp_path, monkeypatch, capsys):
     lines = cli_lines()
     assert len(lines) >= 8
     for line in lines:
-        code = cli.main(shlex.split(line)[1:])
+        code = cli.main(shlex.split(line, comments=True)[1:])
         assert code == 0, (line, capsys.readouterr().err)
     assert (tmp_path / "runs/camvid-equss/eval/eval.json").is_file()
     assert (tmp_path / "runs/camvid-equss/crf/eval.json").is_file()
