@@ -15,6 +15,6 @@ def data_root() -> Path:
 
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory, monkeypatch):
-    """Keep caches of one test session in one temporary folder unless EQUSS_CACHE is set."""
-    if not os.environ.get("EQUSS_CACHE"):
-        monkeypatch.setenv("EQUSS_CACHE", str(tmp_path_factory.getbasetemp() / "equss-cache"))
+    """Every test session gets its own cache folder (tests that count backbone calls need
+    fresh caches); the converted offline weights are rebuilt once per session (~5 s)."""
+    monkeypatch.setenv("EQUSS_CACHE", str(tmp_path_factory.getbasetemp() / "equss-cache"))
