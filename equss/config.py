@@ -98,7 +98,9 @@ class TrainConfig:
     ckpt_every: int = 500
     log_every: int = 25
     device: str = "auto"          # auto | cpu | cuda | cuda:N
-    input_path: str = "auto"      # auto | cache | online
+    # auto | cache | online.  auto = cache: the kNN positives need one backbone pass over
+    # the training split anyway, so storing it always pays off for a frozen backbone.
+    input_path: str = "auto"
     num_workers: int = 0
 
 

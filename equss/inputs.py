@@ -161,11 +161,3 @@ class BatchSource:
             feats_pos, _ = self._online_feats(pos)
         return Batch(feats.to(self.device), feats_pos.to(self.device), self._labels(labels).to(self.device), index, pos)
 
-
-def cache_exists(backbone, dataset) -> bool:
-    from .features import FeatureCache
-
-    try:
-        return FeatureCache.exists(backbone, dataset)
-    except AttributeError:
-        return False
