@@ -1,4 +1,5 @@
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -13,8 +14,8 @@ def data_root() -> Path:
     return Path(root)
 
 
-@pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path_factory, monkeypatch):
-    """Every test session gets its own cache folder (tests that count backbone calls need
-    fresh caches); the converted offline weights are rebuilt once per session (~5 s)."""
-    monkeypatch.setenv("EQUSS_CACHE", str(tmp_path_factory.getbasetemp() / "equss-cache"))
+def pytest_configure(config):
+    """Every test session gets its own cache folder, set before any fixture runs (tests that
+    count backbone calls need fresh caches); the offline weights are converted once per
+    session (~5 s).  EQUSS_CACHE from the environment is deliberately not used here."""
+    os.environ["EQUSS_CACHE"] = tempfile.mkdtemp(prefix="equss-test-cache-")
