@@ -19,3 +19,12 @@ def pytest_configure(config):
     count backbone calls need fresh caches); the offline weights are converted once per
     session (~5 s).  EQUSS_CACHE from the environment is deliberately not used here."""
     os.environ["EQUSS_CACHE"] = tempfile.mkdtemp(prefix="equss-test-cache-")
+
+
+def pytest_unconfigure(config):
+    """Remove the session's cache folder (converted weights and feature caches)."""
+    import shutil
+
+    path = os.environ.get("EQUSS_CACHE", "")
+    if "equss-test-cache-" in path:
+        shutil.rmtree(path, ignore_errors=True)
