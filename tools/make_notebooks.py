@@ -66,14 +66,14 @@ ex.show(rows)''',
 ],
 "fig2_dimension": [
 "# Figure 2: accuracy vs feature dimension\n\nA supervised head (trained through the linear probe's cross-entropy, an upper reference), the STEGO head (no PQ) and EQUSS (PQ, M = 16 codebooks of K = 256) at several head widths. At proxy scale: CamVid, fewer widths and steps than the paper (see the `dims` and `steps` parameters).",
-PARAMS + 'dims = None           # default: [64, 512] at proxy (smoke: [32, 64])\nsteps = None          # default: 150 at proxy, else the preset\'s\n',
+PARAMS + 'dims = None           # default: [64, 512] at proxy (smoke: [32, 64])\nsteps = None          # default: 100 at proxy, else the preset\'s\n',
 SETUP,
 '''dims = dims or ([32, 64] if scale == "smoke" else [64, 512] if scale == "proxy" else [64, 128, 256, 512, 1024])
-steps = steps or (150 if scale == "proxy" else None)
+steps = steps or (100 if scale == "proxy" else None)
 methods = {"supervised head": {"model.pq": False, "model.objective": "supervised"},
            "STEGO head": {"model.pq": False},
            "EQUSS (PQ)": {"model.pq": True, "model.num_codebooks": 16, "model.codebook_size": 256}}
-extra = {"train.steps": steps} if steps else {}
+extra = {"train.steps": steps, "train.val_every": steps} if steps else {}
 runs = {(m, d): ex.run(cfg("cocostuff27-equss", **{"model.head_dim": d, **ov, **extra}), flip=False) for m, ov in methods.items() for d in dims}''',
 '''rows = [{"method": m, "dim": d, "unsup_acc": round(r["cluster"]["Accuracy"], 1), "unsup_miou": round(r["cluster"]["mIoU"], 1),
          "linear_acc": round(r["linear"]["Accuracy"], 1), "linear_miou": round(r["linear"]["mIoU"], 1), "source": "measured"}
@@ -147,12 +147,12 @@ ex.save_provenance(out, "fig5", scale, runs, images=list(range(n_images)))''',
 ],
 "fig6_mk_grid": [
 "# Figure 6: unsupervised mIoU over M x K (d_E = 512)\n\nThe paper's grid is Cityscapes, M in 1..64, K up to 128. At proxy scale: CamVid, a reduced grid and fewer steps (parameters `Ms`, `Ks`, `steps`).",
-PARAMS + 'Ms = None              # default: [2, 8, 32] at proxy (smoke: [1, 4])\nKs = None              # default: [8, 64] at proxy (smoke: [8])\nsteps = None           # default: 150 at proxy, else the preset\'s\n',
+PARAMS + 'Ms = None              # default: [2, 32] at proxy (smoke: [1, 4])\nKs = None              # default: [8, 64] at proxy (smoke: [8])\nsteps = None           # default: 100 at proxy, else the preset\'s\n',
 SETUP,
-'''Ms = Ms or ([1, 4] if scale == "smoke" else [2, 8, 32] if scale == "proxy" else [1, 2, 4, 8, 16, 32, 64])
+'''Ms = Ms or ([1, 4] if scale == "smoke" else [2, 32] if scale == "proxy" else [1, 2, 4, 8, 16, 32, 64])
 Ks = Ks or ([8] if scale == "smoke" else [8, 64] if scale == "proxy" else [8, 16, 32, 64, 128])
-steps = steps or (150 if scale == "proxy" else None)
-extra = {"train.steps": steps} if steps else {}
+steps = steps or (100 if scale == "proxy" else None)
+extra = {"train.steps": steps, "train.val_every": steps} if steps else {}
 runs = {(m, k): ex.run(cfg("cityscapes27-equss", **{"model.head_dim": 512, "model.num_codebooks": m, "model.codebook_size": k, **extra}), flip=False)
         for m in Ms for k in Ks}''',
 '''grid = np.array([[runs[(m, k)]["cluster"]["mIoU"] for k in Ks] for m in Ms])
