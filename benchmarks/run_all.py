@@ -39,7 +39,7 @@ def write_readme(out_dir: Path) -> Path:
              "(`--quick`: smaller sizes, fewer repeats) are sanity checks only.", "",
              "| benchmark | figure | value | target | met |", "|---|---|---|---|---|"]
     machines, notes = {}, []
-    for name in BENCHES:
+    for name in [n + suffix for n in BENCHES for suffix in ("", "_cuda")]:
         path = out_dir / f"bench_{name}.json"
         if not path.is_file():
             continue
