@@ -42,19 +42,19 @@ quickstart: setup
 	$(PY) -m equss baseline --preset camvid-equss --scale $(SCALE) --out $(RESULTS)/baseline
 
 # ---------------------------------------------------------------- reproduction (file targets)
-$(RESULTS)/table1.csv: setup
+$(RESULTS)/table1.csv: $(VENV)/.installed
 	$(NB_RUN) table1_cocostuff --scale $(SCALE) --results $(RESULTS)
-$(RESULTS)/table2.csv: setup
+$(RESULTS)/table2.csv: $(VENV)/.installed
 	$(NB_RUN) table2_cityscapes_potsdam --scale $(SCALE) --results $(RESULTS)
-$(RESULTS)/table3.csv: setup
+$(RESULTS)/table3.csv: $(VENV)/.installed
 	$(NB_RUN) table3_ablation --scale $(SCALE) --results $(RESULTS)
-$(RESULTS)/fig2.png: setup
+$(RESULTS)/fig2.png: $(VENV)/.installed
 	$(NB_RUN) fig2_dimension --scale $(SCALE) --results $(RESULTS)
-$(RESULTS)/fig4.png: setup
+$(RESULTS)/fig4.png: $(VENV)/.installed
 	$(NB_RUN) fig4_entropy --scale $(SCALE) --results $(RESULTS)
-$(RESULTS)/fig5.png: setup
+$(RESULTS)/fig5.png: $(VENV)/.installed
 	$(NB_RUN) fig5_qualitative --scale $(SCALE) --results $(RESULTS)
-$(RESULTS)/fig6.png: setup
+$(RESULTS)/fig6.png: $(VENV)/.installed
 	$(NB_RUN) fig6_mk_grid --scale $(SCALE) --results $(RESULTS)
 
 reproduce-table1: $(RESULTS)/table1.csv
