@@ -9,6 +9,8 @@ Run cache: ``$EQUSS_CACHE/runs/<dataset>-<key>/`` (train folder + ``eval.json``)
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import tempfile
@@ -62,14 +64,31 @@ def run_dir(cfg: Config) -> Path:
 
 def run(cfg: Config, crf: bool = False, flip: bool = True, progress: bool = True, retrain: bool = False) -> dict:
     """Train ``cfg`` (unless its run is cached) and evaluate its best checkpoint on the test split."""
-    from .evaluate import evaluate_checkpoint
-    from .train import train
-
     folder = run_dir(cfg)
     name = "eval" + ("_crf" if crf else "") + ("" if flip else "_noflip") + ".json"
     done = folder / name
     if done.is_file() and not retrain:
         return json.loads(done.read_text())
+    with _locked(folder):  # `make -j`: two notebooks needing the same run train it once
+        if done.is_file() and not retrain:
+            return json.loads(done.read_text())
+        return _train_and_evaluate(cfg, folder, done, crf, flip, progress, retrain)
+
+
+@contextlib.contextmanager
+def _locked(folder: Path):
+    """An exclusive lock on a run folder (released when the lock file closes)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        yield
+
+
+def _train_and_evaluate(cfg: Config, folder: Path, done: Path, crf: bool, flip: bool, progress: bool,
+                        retrain: bool) -> dict:
+    from .evaluate import evaluate_checkpoint
+    from .train import train
+
     if retrain or not (folder / "provenance.json").is_file():
         train(cfg, folder, resume=(folder / "last.pt").is_file() and not retrain, progress=progress)
     result = evaluate_checkpoint(folder / "best.pt", out=None, crf=crf, flip=flip, device=cfg.train.device,
