@@ -19,9 +19,9 @@ def section() -> str:
         if not (md.exists() or png.exists()):
             out.append(f"**{title}**: not produced yet (`make reproduce-{name}`).\n")
             continue
-        out.append(f"**{title}** — [{name}.csv](results/proxy/{name}.csv), "
-                   f"[provenance](results/proxy/{name}.provenance.json), "
-                   f"[notebook](results/proxy/notebooks/)\n")
+        links = [f"[{name}.csv](results/proxy/{name}.csv)"] if (RES / f"{name}.csv").exists() else []
+        links += [f"[provenance](results/proxy/{name}.provenance.json)", "[notebook](results/proxy/notebooks/)"]
+        out.append(f"**{title}** — " + ", ".join(links) + "\n")
         if md.exists():
             out.append(md.read_text().strip() + "\n")
         if png.exists():
