@@ -218,7 +218,7 @@ def predictions(result: dict, indices: list[int], device: str = "cpu") -> dict:
     return out
 
 
-def colorize(labels, palette) -> "np.ndarray":
+def colorize(labels, palette):
     import numpy as np
 
     pal = np.asarray(palette, dtype=np.uint8)

@@ -44,7 +44,6 @@ from dataclasses import dataclass
 from typing import Optional
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["PQOutput", "ProductQuantizer", "assign"]

@@ -19,7 +19,6 @@ takes its share of every global batch (DistributedDataParallel; gloo on CPU, ncc
 from __future__ import annotations
 
 import json
-import math
 import os
 import random
 import signal
