@@ -27,14 +27,6 @@ from .metrics import UnsupervisedMetrics
 from .provenance import device_description, provenance, write_json
 
 
-def _labels(cache, idx) -> torch.Tensor:
-    return torch.from_numpy(np.stack([np.asarray(cache.labels[i]) for i in idx])).long()
-
-
-def _feats(cache, idx) -> torch.Tensor:
-    return torch.from_numpy(np.stack([np.asarray(cache.feats[i]) for i in idx])).float()
-
-
 def summarize(metric: UnsupervisedMetrics, class_names=None) -> dict:
     res = metric.compute()
     out = {"mIoU": float(res["mIoU"]), "Accuracy": float(res["Accuracy"])}
@@ -72,9 +64,9 @@ def evaluate_cached(model, cache, n_classes: int, cfg: Config, device="cpu", fli
     n = len(cache)
     for start in tqdm(range(0, n, batch_size), desc="eval", disable=not progress, dynamic_ncols=True):
         idx = list(range(start, min(n, start + batch_size)))
-        labels = _labels(cache, idx)
-        feats = _feats(cache, idx).to(device)
-        flipped = _feats(flip_cache, idx).to(device) if flip_cache is not None else None
+        feats, labels = cache.batch(idx)
+        feats = feats.to(device)
+        flipped = flip_cache.batch(idx)[0].to(device) if flip_cache is not None else None
         out = model.predict(feats, labels.shape[-2:], feats_flipped=flipped)
         for key in ("cluster", "linear"):
             pred = out[key].argmax(1).cpu()

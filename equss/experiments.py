@@ -156,29 +156,23 @@ def _load_run(result: dict, device: str = "cpu"):
     return model, cfg, dataset, cache
 
 
-def downsample_labels(labels, size):
-    """Nearest-neighbour labels on the patch grid (for per-pixel code analyses)."""
-    import torch
-    import torch.nn.functional as F
-
-    lab = torch.as_tensor(labels)[:, None].float()
-    return F.interpolate(lab, size=size, mode="nearest")[:, 0].long()
-
-
 def collect_codes(result: dict, max_images: int | None = None, device: str = "cpu") -> dict:
     """Codes of the test split's patches for Fig. 4: PQ codes (N, M) when the run has PQ,
     else the continuous head output (N, d) for the histogram entropy, and labels (N,)."""
     import numpy as np
     import torch
 
+    from .inputs import resize_labels
+
     model, cfg, dataset, cache = _load_run(result, device)
     n = len(cache) if not max_images else min(max_images, len(cache))
     codes, feats, labels = [], [], []
     with torch.no_grad():
         for i in range(n):
-            f = torch.from_numpy(np.asarray(cache.feats[i])[None]).float().to(device)
+            f, lab = cache.batch([i])
+            f = f.to(device)
             out = model(f)
-            lab = downsample_labels(np.asarray(cache.labels[i])[None], f.shape[-2:]).flatten()
+            lab = resize_labels(lab, f.shape[-2:]).flatten()  # labels on the patch grid
             keep = lab >= 0
             labels.append(lab[keep].numpy())
             if out.codes is not None:
@@ -209,7 +203,7 @@ def predictions(result: dict, indices: list[int], device: str = "cpu") -> dict:
     with torch.no_grad():
         for i in indices:
             img, label = dataset[i][:2]
-            f = torch.from_numpy(np.asarray(cache.feats[i])[None]).float().to(device)
+            f = cache.batch([i])[0].to(device)
             logp = model.predict(f, tuple(label.shape[-2:]))["cluster"]
             cl = logp.argmax(1)[0].cpu().numpy()
             out["pred"].append(np.where(cl < len(assignment), assignment[np.minimum(cl, len(assignment) - 1)], -1))

@@ -188,6 +188,13 @@ class FeatureCache:
         labels = torch.from_numpy(np.asarray(self.labels[i], dtype=np.int64))
         return feats, labels
 
+    def batch(self, indices) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features (B, C, h, w) float32 and labels (B, H, W) int64 of ``indices``, in order."""
+        idx = [int(i) for i in indices]
+        feats = torch.from_numpy(np.stack([self.feats[i] for i in idx]).astype(np.float32))
+        labels = torch.from_numpy(np.stack([self.labels[i] for i in idx]).astype(np.int64))
+        return feats, labels
+
     @property
     def nbytes(self) -> int:
         return sum(f.stat().st_size for f in self.path.iterdir() if f.is_file())

@@ -86,6 +86,15 @@ def make_dataset(cfg: Config, split: str, resolution: int | None = None, train: 
     return ds
 
 
+def resize_labels(labels: torch.Tensor, size) -> torch.Tensor:
+    """Nearest-neighbour resize of (B, H, W) labels to ``size`` (int or (h, w)); -1 stays -1."""
+    size = (size, size) if isinstance(size, int) else tuple(int(s) for s in size)
+    if tuple(labels.shape[-2:]) == size:
+        return labels
+    lab = torch.as_tensor(labels)[:, None].float()
+    return torch.nn.functional.interpolate(lab, size=size, mode="nearest")[:, 0].long()
+
+
 @dataclass
 class Batch:
     feats: torch.Tensor       # (B, C, h, w) float32
@@ -134,12 +143,7 @@ class BatchSource:
 
     def _labels(self, labels: torch.Tensor) -> torch.Tensor:
         size = self.cfg.data.probe_label_size
-        if size and labels.shape[-1] != size:
-            labels = torch.nn.functional.interpolate(labels[:, None].float(), size=(size, size), mode="nearest")[:, 0].long()
-        return labels
-
-    def _cache_feats(self, index: torch.Tensor) -> torch.Tensor:
-        return torch.from_numpy(np.stack([np.asarray(self.cache.feats[i]) for i in index.tolist()])).float()
+        return resize_labels(labels, size) if size else labels
 
     def _online_feats(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         items = [self.dataset[i] for i in index.tolist()]
@@ -153,9 +157,8 @@ class BatchSource:
     def next(self, batch_size: int) -> Batch:
         index, pos = self.next_indices(batch_size)
         if self.cache is not None:
-            feats = self._cache_feats(index)
-            feats_pos = self._cache_feats(pos)
-            labels = torch.from_numpy(np.stack([np.asarray(self.cache.labels[i]) for i in index.tolist()])).long()
+            feats, labels = self.cache.batch(index.tolist())
+            feats_pos, _ = self.cache.batch(pos.tolist())
         else:
             feats, labels = self._online_feats(index)
             feats_pos, _ = self._online_feats(pos)

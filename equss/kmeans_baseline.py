@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from .inputs import resize_labels
 from .metrics import UnsupervisedMetrics
 from .provenance import device_description, provenance, write_json
 
@@ -76,10 +77,10 @@ def train_linear(cache, n_classes: int, epochs: int = 10, lr: float = 3e-3, batc
         order = torch.randperm(n, generator=gen).tolist()
         for s in range(0, n, batch_size):
             idx = order[s:s + batch_size]
-            feats = torch.from_numpy(np.stack([np.asarray(cache.feats[i]) for i in idx])).float().to(device)
-            labels = torch.from_numpy(np.stack([np.asarray(cache.labels[i]) for i in idx])).long()
-            if label_size and labels.shape[-1] != label_size:
-                labels = F.interpolate(labels[:, None].float(), size=(label_size, label_size), mode="nearest")[:, 0].long()
+            feats, labels = cache.batch(idx)
+            feats = feats.to(device)
+            if label_size:
+                labels = resize_labels(labels, label_size)
             logits = F.interpolate(probe(feats), labels.shape[-2:], mode="bilinear", align_corners=False)
             loss = F.cross_entropy(logits, labels.to(device), ignore_index=-1)
             opt.zero_grad()
@@ -98,8 +99,8 @@ def evaluate_baseline(centroids, probe, cache, n_classes: int, extra_clusters: i
     lin = UnsupervisedMetrics(n_classes, compute_hungarian=False)
     cent = centroids.to(device)
     for i in tqdm(range(len(cache)), desc="eval baseline", disable=not progress, dynamic_ncols=True):
-        feats = torch.from_numpy(np.array(cache.feats[i])[None]).float().to(device)
-        label = torch.from_numpy(np.array(cache.labels[i])[None]).long()
+        feats, label = cache.batch([i])
+        feats = feats.to(device)
         # cosine to the centroids of the bilinearly upsampled features, computed exactly
         # without materialising them (equss/upsample.py)
         km.update(cluster_inner_products(feats, cent, label.shape[-2:]).argmax(1).cpu(), label)

@@ -74,6 +74,9 @@ def test_build_matches_direct_forward():
     f, lab = cache[12]
     assert f.dtype == torch.float32 and f.shape == (6, 4, 4)
     assert lab.dtype == torch.int64 and torch.equal(lab, ds.labels[12])
+    bf, bl = cache.batch([12, 3, 3])  # any order, repeats allowed: rows of __getitem__
+    assert bf.dtype == torch.float32 and bl.dtype == torch.int64
+    assert torch.equal(bf[0], f) and torch.equal(bf[1], cache[3][0]) and torch.equal(bl[2], ds.labels[3])
     meta = json.loads((cache.path / "meta.json").read_text())
     assert meta["complete"] is True and meta["backbone"] == "tiny-conv"
     assert meta["weights_id"] == "seed0" and meta["preproc_id"] == "tiny-train-r16-v1"

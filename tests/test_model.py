@@ -105,3 +105,12 @@ def test_tune_candidate_shifts_are_per_term_quantiles():
     assert parse_level(0.7) == (0.7, 0.7, 0.7)
     with pytest.raises(Exception, match="q_intra"):
         parse_level("0.5,0.9")
+
+
+def test_resize_labels_is_nearest_and_keeps_ignore():
+    from equss.inputs import resize_labels
+
+    lab = torch.tensor([[[0, 1], [-1, 2]]])
+    up = resize_labels(lab, 4)
+    assert torch.equal(up[0], torch.tensor([[0, 0, 1, 1], [0, 0, 1, 1], [-1, -1, 2, 2], [-1, -1, 2, 2]]))
+    assert torch.equal(resize_labels(up, (2, 2)), lab) and resize_labels(lab, 2) is lab
