@@ -14,7 +14,7 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 DATA ?= $(or $(EQUSS_DATA),$(if $(wildcard ../shared/data),$(abspath ../shared/data),data))
 export EQUSS_DATA := $(DATA)
 RESULTS := results/$(SCALE)
-NB_RUN = $(PY) -m equss.notebooks
+NB_RUN = $(PY) -m equss.paper.notebooks
 
 .PHONY: setup test unit-test nb-test quickstart reproduce bench clean-results \
         reproduce-table1 reproduce-table2 reproduce-table3 reproduce-fig2 reproduce-fig4 reproduce-fig5 reproduce-fig6

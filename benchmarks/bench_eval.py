@@ -2,7 +2,7 @@
 
     python benchmarks/bench_eval.py [--quick] [--device cuda] [--n-images N]
 
-1. ``equss.evaluate.evaluate_cached`` with a randomly initialised EQUSS model (proxy
+1. ``equss.pipeline.evaluate.evaluate_cached`` with a randomly initialised EQUSS model (proxy
    preset ``camvid-equss``: d_E 1024, M 32, K 256) on the cached features of the first N
    CamVid test images (random-weight backbone, cache built beforehand, not timed), with
    flip averaging; images/s without CRF and with CRF (cluster + linear predictions
@@ -41,13 +41,13 @@ def main() -> None:
 
     import torch
     import torch.nn.functional as F
-    from equss.backbone import load_backbone
+    from equss.backbones.vit import load_backbone
     from equss.config import load_config
-    from equss.crf import dense_crf, have_pydensecrf
+    from equss.eval.crf import dense_crf, have_pydensecrf
     from equss.data import get_dataset
-    from equss.evaluate import evaluate_cached
-    from equss.features import get_or_build_features
-    from equss.inputs import FirstN, HFlip
+    from equss.pipeline.evaluate import evaluate_cached
+    from equss.data.features import get_or_build_features
+    from equss.pipeline.inputs import FirstN, HFlip
     from equss.model import EQUSS
 
     dev = args.device

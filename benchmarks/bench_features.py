@@ -2,7 +2,7 @@
 
     python benchmarks/bench_features.py [--quick] [--device cuda] [--n-images N]
 
-* pipeline: ``equss.features.get_or_build_features`` on the first N CamVid test images
+* pipeline: ``equss.data.features.get_or_build_features`` on the first N CamVid test images
   into a fresh temporary cache (JPEG decode + resize/crop + normalise in the DataLoader,
   backbone forward, float16 conversion, memmap writes and flushes, progress files);
 * bare: the same backbone on the same images already decoded into memory, same batch
@@ -40,10 +40,10 @@ def main() -> None:
     args.repeats = args.repeats or 3
 
     import torch
-    from equss.backbone import load_backbone
+    from equss.backbones.vit import load_backbone
     from equss.data import get_dataset
-    from equss.features import get_or_build_features
-    from equss.inputs import FirstN
+    from equss.data.features import get_or_build_features
+    from equss.pipeline.inputs import FirstN
 
     dev = args.device
     ds = FirstN(get_dataset("camvid", "test", resolution=args.resolution), args.n_images)

@@ -1,4 +1,4 @@
-"""kNN precompute (equss.knn.compute_knn) time and peak memory vs N.
+"""kNN precompute (equss.data.knn.compute_knn) time and peak memory vs N.
 
     python benchmarks/bench_knn.py [--quick] [--device cuda] [--sizes 1000 10000 100000]
 
@@ -20,7 +20,7 @@ import benchlib as bl
 def child(a: dict) -> dict:
     import numpy as np
     import torch
-    from equss.knn import compute_knn
+    from equss.data.knn import compute_knn
 
     dev = torch.device(a["device"])
     x = np.random.default_rng(0).standard_normal((a["n"], a["dim"]), dtype=np.float32)

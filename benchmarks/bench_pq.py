@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 import benchlib as bl
-from equss.quantize import ProductQuantizer
+from equss.model.quantize import ProductQuantizer
 
 TARGET = 3.0
 

@@ -2,13 +2,13 @@
 
     python benchmarks/bench_train_step.py [--quick] [--device cuda] [--steps N]
 
-A step is what ``equss.train.Trainer.train_step`` does: draw a batch (kNN positives) from
-``equss.inputs.BatchSource``, ``model.training_losses`` (STEGO correlation loss with
+A step is what ``equss.pipeline.train.Trainer.train_step`` does: draw a batch (kNN positives) from
+``equss.pipeline.inputs.BatchSource``, ``model.training_losses`` (STEGO correlation loss with
 ``--neg-samples`` negatives, PQ losses, probe losses), backward, gradient clipping on the
 model parameters, three Adam steps (AMP + GradScaler on CUDA, as the Trainer).
 
 * cache path: the batch's features are read from a float16 memmap on disk (a real
-  ``equss.features`` cache built beforehand, not timed);
+  ``equss.data.features`` cache built beforehand, not timed);
 * online path: the batch's 2 x B images are decoded and run through the backbone.
 
 Backbones use random weights (``pretrained=False``: same speed, no conversion), on real
@@ -45,10 +45,10 @@ def make_cfg(a: dict):
 def prepare(backbone: str, res: int, args, root: Path) -> dict:
     """Feature cache + kNN table for the first ``n_images`` training images (not timed)."""
     import numpy as np
-    from equss.backbone import load_backbone
-    from equss.features import get_or_build_features, pooled_features
-    from equss.inputs import make_dataset
-    from equss.knn import compute_knn
+    from equss.backbones.vit import load_backbone
+    from equss.data.features import get_or_build_features, pooled_features
+    from equss.pipeline.inputs import make_dataset
+    from equss.data.knn import compute_knn
     from equss.paths import data_root
 
     a = {"backbone": backbone, "res": res, "batch": args.batch_size, "n_images": args.n_images,
@@ -68,9 +68,9 @@ def child(a: dict) -> dict:
     import numpy as np
     import torch
 
-    from equss.backbone import load_backbone
-    from equss.features import FeatureCache
-    from equss.inputs import BatchSource, make_dataset
+    from equss.backbones.vit import load_backbone
+    from equss.data.features import FeatureCache
+    from equss.pipeline.inputs import BatchSource, make_dataset
     from equss.model import EQUSS
 
     base_rss = bl.max_rss_bytes()

@@ -2,4 +2,4 @@
 
 __version__ = "0.1.0"
 
-from .errors import EqussError  # noqa: F401
+from equss.errors import EqussError  # noqa: F401

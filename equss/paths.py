@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .errors import EqussError
+from equss.errors import EqussError
 
 
 def data_root(explicit: str | os.PathLike | None = None, must_exist: bool = True) -> Path:

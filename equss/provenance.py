@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import os
 import platform
 import subprocess
@@ -10,7 +9,9 @@ from pathlib import Path
 
 import torch
 
-from . import __version__
+from equss import __version__
+from equss.device import cpu_model
+from equss.io import write_json  # noqa: F401  (re-exported: provenance files are written with it)
 
 
 def git_commit(cwd: str | os.PathLike | None = None) -> str:
@@ -28,23 +29,6 @@ def git_commit(cwd: str | os.PathLike | None = None) -> str:
         return "unknown"
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def device_description(device: torch.device | str | None = None) -> str:
-    device = torch.device(device or "cpu")
-    if device.type == "cuda" and torch.cuda.is_available():
-        return torch.cuda.get_device_name(device)
-    return f"CPU: {cpu_model()} ({os.cpu_count()} cores)"
-
-
 def provenance(**extra) -> dict:
     """A dict describing where and how a result was produced; ``extra`` adds run fields."""
     info = {
@@ -59,30 +43,3 @@ def provenance(**extra) -> dict:
     }
     info.update(extra)
     return info
-
-
-def write_json(path: str | os.PathLike, data: dict) -> Path:
-    """Write JSON atomically (temp file + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=_default) + "\n")
-    os.replace(tmp, path)
-    return path
-
-
-def _default(obj):
-    try:
-        import numpy as np
-
-        if isinstance(obj, np.generic):
-            return obj.item()
-        if isinstance(obj, np.ndarray):
-            return obj.tolist()
-    except ImportError:  # pragma: no cover
-        pass
-    if isinstance(obj, torch.Tensor):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj)}")

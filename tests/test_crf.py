@@ -5,8 +5,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from equss import crf
-from equss.crf import _BilateralGrid, _gaussian_filter, crf_batch, dense_crf, have_pydensecrf, to_uint8_image
+from equss.eval import crf
+from equss.eval.crf import _BilateralGrid, _gaussian_filter, crf_batch, dense_crf, have_pydensecrf, to_uint8_image
 
 needs_pydensecrf = pytest.mark.skipif(not have_pydensecrf(), reason="pydensecrf (pydensecrf2) not installed")
 

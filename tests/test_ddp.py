@@ -21,7 +21,7 @@ def _worker(rank, world, port, data_root, out, result_dir):
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
-    from equss.train import Trainer
+    from equss.pipeline.train import Trainer
 
     cfg = load_config("camvid-equss", "smoke", overrides=[f"data.data_root={data_root}", "train.device=cpu",
                                                            "train.steps=3", "train.val_every=3"])

@@ -11,13 +11,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from equss import features
+from equss.data import features
+from equss.pipeline import caches
 from equss.errors import EqussError
-from equss.features import FeatureCache, get_or_build_features, pooled_features
+from equss.data.features import FeatureCache, get_or_build_features, pooled_features
 
 
 class TinyBackbone(nn.Module):
-    """Stand-in for equss.backbone.Backbone: (B,3,H,W) -> (B,C,H/p,W/p); counts images seen."""
+    """Stand-in for equss.backbones.vit.Backbone: (B,3,H,W) -> (B,C,H/p,W/p); counts images seen."""
 
     def __init__(self, embed_dim=6, patch_size=4, name="tiny-conv", weights_id="seed0",
                  fail_after=None):
@@ -154,17 +155,8 @@ def test_pooled_features_is_spatial_mean():
 
 
 def run_cli(argv):
-    """equss.cli.main, or this module's subcommand alone while other modules are unfinished."""
-    import argparse
-
     from equss import cli
-    try:
-        cli.build_parser()
-    except Exception:  # another subcommand module does not import yet
-        parser = argparse.ArgumentParser(prog="equss")
-        features.register(parser.add_subparsers())
-        args = parser.parse_args(argv)
-        return args.func(args)
+
     return cli.main(argv)
 
 
@@ -176,7 +168,7 @@ def test_cli_features(monkeypatch, capsys):
         seen.update(vars(args))
         return TinyBackbone(), ds, "cpu"
 
-    monkeypatch.setattr(features, "load_inputs", fake_load_inputs)
+    monkeypatch.setattr(caches, "load_inputs", fake_load_inputs)
     argv = ["features", "tiny", "--split", "train", "--backbone", "tiny-conv",
             "--resolution", "16", "--batch-size", "3"]
     assert run_cli(argv) == 0

@@ -3,7 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from equss.heads import ProjectionHead
+from equss.model.heads import ProjectionHead
 
 
 def _numpy_head(head: ProjectionHead, x: np.ndarray) -> np.ndarray:

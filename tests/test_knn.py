@@ -6,10 +6,11 @@ import pytest
 import torch
 import torch.nn as nn
 
-from equss import knn
+from equss.data import knn
+from equss.pipeline import caches
 from equss.errors import EqussError
-from equss.features import get_or_build_features, pooled_features
-from equss.knn import compute_knn, get_or_build_knn, load_knn, sample_neighbor, sample_neighbors
+from equss.data.features import get_or_build_features, pooled_features
+from equss.data.knn import compute_knn, get_or_build_knn, load_knn, sample_neighbor, sample_neighbors
 
 
 def brute_knn(x, k, self_first=True):
@@ -135,23 +136,14 @@ def test_get_or_build_knn_cache_and_staleness(monkeypatch):
 
 
 def run_cli(argv):
-    """equss.cli.main, or this module's subcommand alone while other modules are unfinished."""
-    import argparse
-
     from equss import cli
-    try:
-        cli.build_parser()
-    except Exception:  # another subcommand module does not import yet
-        parser = argparse.ArgumentParser(prog="equss")
-        knn.register(parser.add_subparsers())
-        args = parser.parse_args(argv)
-        return args.func(args)
+
     return cli.main(argv)
 
 
 def test_cli_knn(monkeypatch, capsys):
     ds = TinyDataset(preproc_id="tiny-knn-cli")
-    monkeypatch.setattr(knn, "load_inputs", lambda args: (TinyBackbone(), ds, "cpu"))
+    monkeypatch.setattr(caches, "load_inputs", lambda args: (TinyBackbone(), ds, "cpu"))
     argv = ["knn", "tiny", "--split", "train", "--backbone", "tiny-conv", "--k", "5", "--chunk", "4"]
     assert run_cli(argv) == 0
     out = capsys.readouterr().out

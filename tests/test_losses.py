@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from equss.losses import (CorrelationLoss, correlation_term, sample, sample_coords, super_perm,
+from equss.model.losses import (CorrelationLoss, correlation_term, sample, sample_coords, super_perm,
                           tensor_correlation)
 
 

@@ -6,7 +6,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from sklearn.metrics import confusion_matrix
 
-from equss.metrics import UnsupervisedMetrics
+from equss.eval.metrics import UnsupervisedMetrics
 
 
 def _structured(n_classes, n_clusters, size, rng, noise=0.3):

@@ -94,7 +94,7 @@ def test_fast_upsampled_probes_equal_the_literal_computation(size):
 def test_tune_candidate_shifts_are_per_term_quantiles():
     import numpy as np
 
-    from equss.tune import candidate_shifts, parse_level
+    from equss.pipeline.tune import candidate_shifts, parse_level
 
     rng = np.random.default_rng(0)
     samples = {"pos_intra": rng.normal(0.6, 0.2, 5000), "pos_inter": rng.normal(0.5, 0.2, 5000),
@@ -108,7 +108,7 @@ def test_tune_candidate_shifts_are_per_term_quantiles():
 
 
 def test_resize_labels_is_nearest_and_keeps_ignore():
-    from equss.inputs import resize_labels
+    from equss.pipeline.inputs import resize_labels
 
     lab = torch.tensor([[[0, 1], [-1, 2]]])
     up = resize_labels(lab, 4)

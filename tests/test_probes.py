@@ -2,7 +2,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from equss.probes import ClusterProbe, LinearProbe
+from equss.model.probes import ClusterProbe, LinearProbe
 
 
 def _manual_inner(x, clusters):

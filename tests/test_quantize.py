@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from equss.quantize import ProductQuantizer, assign
+from equss.model.quantize import ProductQuantizer, assign
 
 
 def _numpy_codes(x: np.ndarray, books: np.ndarray) -> np.ndarray:

@@ -18,7 +18,7 @@ from PIL import Image
 from equss import cli
 from equss.config import load_config
 from equss.model import EQUSS
-from equss.train import save_checkpoint
+from equss.pipeline.checkpoint import save_checkpoint
 
 N_CLASSES = 11
 CAMVID_TEST = ("0001TP_008550.jpg", "0001TP_008580.jpg")
@@ -131,8 +131,8 @@ def test_tile_mode_with_stored_assignment(setup, capsys):
 
 
 def test_api_matches_predict_and_assignment(setup):
-    from equss.inputs import make_backbone
-    from equss.segment import probe_logprobs, segment_image
+    from equss.pipeline.inputs import make_backbone
+    from equss.pipeline.segment import probe_logprobs, segment_image
     from equss.data.base import preprocess_image
 
     model, cfg = setup["model"], setup["cfg"]

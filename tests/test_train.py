@@ -13,7 +13,8 @@ import torch
 from equss import cli
 from equss.config import load_config
 from equss.errors import EqussError
-from equss.train import Trainer, load_checkpoint, save_checkpoint, train
+from equss.pipeline.checkpoint import load_checkpoint, save_checkpoint
+from equss.pipeline.train import Trainer, train
 
 
 def smoke_cfg(data_root, **overrides):

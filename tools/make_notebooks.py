@@ -1,7 +1,7 @@
 """Write the reproduction notebooks (outputs empty) from the cell sources below.
 
 The notebooks are thin: a papermill ``parameters`` cell with smoke defaults, then calls
-into :mod:`equss.experiments`.  Run ``python tools/make_notebooks.py`` after editing.
+into :mod:`equss.paper.runs`.  Run ``python tools/make_notebooks.py`` after editing.
 """
 from pathlib import Path
 
@@ -20,8 +20,8 @@ SETUP = '''import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
-from equss import experiments as ex
-from equss import paper_numbers as paper
+from equss.paper import runs as ex
+from equss.paper import quoted as paper
 out = ex.results_dir(scale, results_dir)
 cfg = lambda preset, **ov: ex.config(ex.preset_for(preset, scale), scale, overrides=ov, data_root=data_root, device=device)
 print("writing to", out)'''
@@ -92,9 +92,9 @@ ex.save_provenance(out, "fig2", scale, {f"{m} {d}": r for (m, d), r in runs.item
 ex.show(rows)''',
 ],
 "fig4_entropy": [
-"# Figure 4: entropy and codeword analyses\n\n(a) per-class entropy: EQUSS = sum over codebooks of the codeword entropy (Eq. 6-7, bits); STEGO = summed per-dimension histogram entropy of its continuous 70-d output (256 bins; the official script defines no bins, see `equss.analysis.histogram_entropy`). (b) codeword frequency per codebook. (c) per-class IoU vs entropy. (d) inter-class codeword distance (Eq. 8-9). Test-split patches at the feature resolution.",
+"# Figure 4: entropy and codeword analyses\n\n(a) per-class entropy: EQUSS = sum over codebooks of the codeword entropy (Eq. 6-7, bits); STEGO = summed per-dimension histogram entropy of its continuous 70-d output (256 bins; the official script defines no bins, see `equss.eval.analysis.histogram_entropy`). (b) codeword frequency per codebook. (c) per-class IoU vs entropy. (d) inter-class codeword distance (Eq. 8-9). Test-split patches at the feature resolution.",
 PARAMS, SETUP,
-'''from equss import analysis
+'''from equss.eval import analysis
 runs = {"STEGO": ex.run(cfg("cocostuff27-stego")), "EQUSS": ex.run(cfg("cocostuff27-equss"))}
 eq, st = ex.collect_codes(runs["EQUSS"]), ex.collect_codes(runs["STEGO"])
 names = eq["class_names"]; C = len(names); K = eq["codebook_size"]

@@ -3,7 +3,7 @@
 ``image`` float32 (3, R, R), ImageNet-normalised; ``label`` int64 (R, R), -1 = ignore.
 Preprocessing, five-crop and caching are described in :mod:`equss.data.base`; each
 dataset's layout and label mapping in its module (:mod:`~equss.data.camvid`,
-:mod:`~equss.data.dubai`, :mod:`~equss.data.paper`, :mod:`~equss.data.folder`).
+:mod:`~equss.data.dubai`, :mod:`~equss.data.cocostuff`, :mod:`~equss.data.cityscapes`, :mod:`~equss.data.potsdam`, :mod:`~equss.data.folder`).
 
 ===============  =======  =========================================  ==================
 name             classes  splits                                     folder (data root)
@@ -21,13 +21,15 @@ from __future__ import annotations
 
 import os
 
-from ..errors import EqussError
-from .. import paths
-from .base import IMAGENET_MEAN, IMAGENET_STD, DatasetInfo, SegDataset  # noqa: F401
-from .camvid import CamVid
-from .dubai import DubaiAerial, DubaiAerial3
-from .folder import ImageFolder
-from .paper import Cityscapes27, CocoStuff27, Potsdam3
+from equss.errors import EqussError
+from equss import paths
+from equss.data.base import IMAGENET_MEAN, IMAGENET_STD, DatasetInfo, SegDataset  # noqa: F401
+from equss.data.camvid import CamVid
+from equss.data.dubai import DubaiAerial, DubaiAerial3
+from equss.data.folder import ImageFolder
+from equss.data.cityscapes import Cityscapes27
+from equss.data.cocostuff import CocoStuff27
+from equss.data.potsdam import Potsdam3
 
 DATASETS: dict[str, type[SegDataset]] = {
     "camvid": CamVid,

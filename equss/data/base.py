@@ -42,13 +42,15 @@ from torch.utils.data import Dataset
 import torchvision.transforms.functional as TF
 from torchvision.transforms import InterpolationMode
 
-from ..errors import EqussError
-from .. import paths
+from equss.errors import EqussError
+from equss import paths
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 PREPROC_VERSION = "v1"
+# STEGO's prepared copies of the paper's datasets (src/download_datasets.py @eb4d6b5)
+STEGO_URL = "https://marhamilresearch4.blob.core.windows.net/stego-public/pytorch_data/"
 FIVE_CROP_RATIO = 0.5
 CROP_MODES = ("center", "none")
 IMAGE_INTERPS = {"nearest": InterpolationMode.NEAREST, "bilinear": InterpolationMode.BILINEAR}
@@ -355,6 +357,13 @@ class SegDataset(Dataset):
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(name={self.name!r}, split={self.split!r}, n={len(self)}, "
                 f"preproc_id={self.preproc_id!r})")
+
+
+def read_list(path: Path, hint: str) -> list[str]:
+    """Non-empty stripped lines of a split list; one clear error when it is missing."""
+    if not path.is_file():
+        raise EqussError(f"split list {path} is missing; {hint}")
+    return [ln.strip() for ln in path.read_text().splitlines() if ln.strip()]
 
 
 def require_dir(path: Path, dataset: str, hint: str) -> Path:

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..errors import EqussError
-from .base import DatasetInfo, Sample, SegDataset, cached_index, lut_map, mtime_key, require_dir
+from equss.errors import EqussError
+from equss.data.base import DatasetInfo, Sample, SegDataset, cached_index, lut_map, mtime_key, require_dir
 
 CAMVID_CLASSES = ("Sky", "Building", "Pole", "Road", "Pavement", "Tree", "SignSymbol",
                   "Fence", "Car", "Pedestrian", "Bicyclist")

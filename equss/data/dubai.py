@@ -32,8 +32,8 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from ..errors import EqussError
-from .base import (DatasetInfo, Sample, SegDataset, cached_index, check_same_size, image_size,
+from equss.errors import EqussError
+from equss.data.base import (DatasetInfo, Sample, SegDataset, cached_index, check_same_size, image_size,
                    list_images, mtime_key, require_dir)
 
 DUBAI_FOLDER = "dubai-aerial"

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import EqussError
-from .base import IMAGE_EXTENSIONS, DatasetInfo, Sample, SegDataset, list_images, pascal_palette
+from equss.errors import EqussError
+from equss.data.base import IMAGE_EXTENSIONS, DatasetInfo, Sample, SegDataset, list_images, pascal_palette
 
 INFO = DatasetInfo(
     name="folder", n_classes=0, class_names=(), default_resolution=448,

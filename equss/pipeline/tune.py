@@ -32,10 +32,11 @@ import torch
 import yaml
 from tqdm.auto import tqdm
 
-from .config import Config, replace
-from .errors import EqussError
-from .losses import feature_correlation, sample, sample_coords, super_perm
-from .provenance import provenance, write_json
+from equss.config import Config, replace
+from equss.errors import EqussError
+from equss.model.losses import feature_correlation, sample, sample_coords, super_perm
+from equss.io import write_json
+from equss.provenance import provenance
 
 TERMS = ("pos_intra", "pos_inter", "neg_inter")
 QUANTILES = (0.1, 0.25, 0.5, 0.6, 0.7, 0.75, 0.8, 0.9)
@@ -46,7 +47,7 @@ def fd_samples(source, batches: int = 12, batch_size: int = 16, feature_samples:
                neg_samples: int = 5, pointwise: bool = True, seed: int = 0) -> dict[str, np.ndarray]:
     """Pointwise-centred feature correlations of the three pair kinds, as training sees them.
 
-    ``source``: a :class:`equss.inputs.BatchSource` (cache path).  Returns flat arrays.
+    ``source``: a :class:`equss.pipeline.inputs.BatchSource` (cache path).  Returns flat arrays.
     """
     gen = torch.Generator().manual_seed(seed)
     source.generator.manual_seed(seed)
@@ -89,8 +90,8 @@ def candidate_shifts(samples: dict[str, np.ndarray], level) -> dict[str, float]:
 
 def tune(cfg: Config, out: str | Path, levels=(0.5, 0.6, 0.7, 0.8), steps: int = 200,
          progress: bool = True) -> dict:
-    from .inputs import BatchSource
-    from .train import Trainer
+    from equss.pipeline.inputs import BatchSource
+    from equss.pipeline.train import Trainer
 
     if cfg.scale == "paper":
         pass  # allowed: same procedure, just slower
@@ -141,7 +142,7 @@ def tune(cfg: Config, out: str | Path, levels=(0.5, 0.6, 0.7, 0.8), steps: int =
 
 
 def _cmd_tune(args):
-    from .train import config_from_args
+    from equss.pipeline.args import config_from_args
 
     cfg = config_from_args(args)
     out = args.out or f"runs/tune-{cfg.name}-{cfg.scale}"
@@ -157,7 +158,7 @@ def _cmd_tune(args):
 
 
 def register(sub):
-    from .train import add_config_args
+    from equss.pipeline.args import add_config_args
 
     p = sub.add_parser("tune", help="calibrate the correlation-loss shifts to a backbone/dataset (validation only)",
                        description=__doc__.split("\n\n")[0])

@@ -37,6 +37,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from equss.data.base import IMAGENET_MEAN, IMAGENET_STD
+
 __all__ = ["dense_crf", "crf_batch", "have_pydensecrf", "to_uint8_image",
            "MAX_ITER", "POS_W", "POS_XY_STD", "BI_W", "BI_XY_STD", "BI_RGB_STD"]
 
@@ -47,8 +49,6 @@ POS_XY_STD = 1
 BI_W = 4
 BI_XY_STD = 67
 BI_RGB_STD = 3
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 UNARY_CLIP = 1e-5  # pydensecrf.utils.unary_from_softmax default
 DEFAULT_GRID_SPACING = 1.0
 

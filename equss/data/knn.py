@@ -35,11 +35,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import __version__
-from .errors import EqussError
-from .features import (FeatureCache, _atomic_write_json, _read_json, add_input_arguments,
-                       get_or_build_features, load_inputs, pooled_features)
-from .paths import cache_dir
+from equss import __version__
+from equss.errors import EqussError
+from equss.data.features import FeatureCache, get_or_build_features, pooled_features
+from equss.io import read_json, write_json
+from equss.paths import cache_dir
 
 DEFAULT_K = 30            # STEGO precompute_knns.py: torch.topk(pairwise_sims, 30)
 DEFAULT_NUM_NEIGHBORS = 7  # STEGO configs/train_config.yml: num_neighbors: 7
@@ -48,7 +48,7 @@ _SIM_BUDGET = 1 << 25     # float32 similarity entries per block (128 MiB)
 
 __all__ = [
     "DEFAULT_K", "DEFAULT_NUM_NEIGHBORS", "compute_knn", "get_or_build_knn", "load_knn",
-    "knn_path", "sample_neighbor", "sample_neighbors", "register",
+    "knn_path", "sample_neighbor", "sample_neighbors",
 ]
 
 
@@ -170,7 +170,7 @@ def load_knn(cache: FeatureCache, k: int = DEFAULT_K,
              root: str | os.PathLike | None = None) -> np.ndarray:
     """Load the kNN table of ``cache``; missing or stale -> :class:`EqussError` naming the fix."""
     path = knn_path(cache, k, root)
-    meta = _read_json(path.with_suffix(".json"))
+    meta = read_json(path.with_suffix(".json"))
     if meta is None or not meta.get("complete") or not path.exists():
         raise EqussError(f"kNN file {str(path)!r} not found; compute it with " + _hint(cache, k))
     expect = _expected_meta(cache, k)
@@ -192,7 +192,7 @@ def get_or_build_knn(source, dataset=None, k: int = DEFAULT_K, chunk: int = 1024
     """kNN table ``(N, k)`` int64 for a :class:`FeatureCache`, or for ``backbone, dataset``.
 
     With a backbone, its feature cache is built first if needed (``feature_kwargs`` go to
-    :func:`equss.features.get_or_build_features`).  The table is stored in
+    :func:`equss.data.features.get_or_build_features`).  The table is stored in
     ``cache_dir('knn')`` with a JSON meta keyed by backbone, weights, preprocessing and
     k; a stale file raises :class:`EqussError` unless ``rebuild``.
     """
@@ -222,32 +222,5 @@ def get_or_build_knn(source, dataset=None, k: int = DEFAULT_K, chunk: int = 1024
     meta = {**_expected_meta(cache, k), "dtype": "int64", "equss_version": __version__,
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="microseconds"),
             "source": "STEGO src/precompute_knns.py @eb4d6b5 semantics", "complete": True}
-    _atomic_write_json(meta_path, meta)
+    write_json(meta_path, meta, sort_keys=True)
     return nns
-
-
-# --------------------------------------------------------------------------- CLI
-def _cmd_knn(args) -> int:
-    from .features import resolve_device
-
-    backbone, dataset, device = load_inputs(args)
-    cache = get_or_build_features(backbone, dataset, batch_size=args.batch_size,
-                                  num_workers=args.num_workers, device=device)
-    nns = get_or_build_knn(cache, k=args.k, chunk=args.chunk, rebuild=args.rebuild,
-                           device=resolve_device(args.device))
-    print(knn_path(cache, args.k))
-    print(f"{nns.shape[0]} images x {nns.shape[1]} neighbours (rank 0 = the image itself)")
-    return 0
-
-
-def register(subparsers) -> None:
-    p = subparsers.add_parser(
-        "knn", help="precompute image-level nearest neighbours (STEGO precompute_knns)",
-        description="Global-average-pool the cached backbone features, L2-normalise, and "
-        "store each image's top-k cosine neighbours (rank 0 = itself). Builds the feature "
-        "cache first if needed.")
-    add_input_arguments(p)
-    p.add_argument("--k", type=int, default=DEFAULT_K, help="neighbours stored per image (STEGO: 30)")
-    p.add_argument("--chunk", type=int, default=1024, help="query rows per similarity block")
-    p.add_argument("--rebuild", action="store_true", help="recompute the kNN table")
-    p.set_defaults(func=_cmd_knn)

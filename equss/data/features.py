@@ -19,7 +19,7 @@ A complete cache whose meta does not match what was asked for (for example the d
 now has a different number of images) raises :class:`EqussError` naming ``--rebuild``.
 
 STEGO (``mhamilton723/STEGO@eb4d6b5``) recomputes backbone features every step; the
-cache is ours.  It serves the kNN computation (``equss.knn``, STEGO
+cache is ours.  It serves the kNN computation (``equss.data.knn``, STEGO
 ``src/precompute_knns.py``), the raw-feature baselines and probe training.
 """
 from __future__ import annotations
@@ -36,9 +36,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import __version__
-from .errors import EqussError
-from .paths import cache_dir
+from equss import __version__
+from equss.errors import EqussError
+from equss.io import read_json, write_json
+from equss.paths import cache_dir
 
 FORMAT_VERSION = 1
 FEATURE_DTYPE = "float16"
@@ -51,7 +52,6 @@ __all__ = [
     "get_or_build_features",
     "open_features",
     "pooled_features",
-    "register",
 ]
 
 
@@ -98,35 +98,9 @@ def feature_cache_path(key: dict[str, Any], root: str | os.PathLike | None = Non
     return base / cache_name(key)
 
 
-# --------------------------------------------------------------------------- small io helpers
-def _atomic_write_json(path: Path, obj: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as fh:
-        json.dump(obj, fh, indent=2, sort_keys=True)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
-def _read_json(path: Path) -> dict | None:
-    try:
-        with open(path) as fh:
-            return json.load(fh)
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
-
-
+# --------------------------------------------------------------------------- helpers
 def _label_dtype(n_classes: int | None) -> np.dtype:
     return np.dtype(np.int8) if (n_classes is not None and n_classes <= 127) else np.dtype(np.int16)
-
-
-def _human_size(nbytes: int) -> str:
-    size = float(nbytes)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if size < 1024 or unit == "TiB":
-            return f"{size:.1f} {unit}" if unit != "B" else f"{int(size)} B"
-        size /= 1024
-    return f"{size:.1f} TiB"
 
 
 def _rebuild_hint(key: dict[str, Any]) -> str:
@@ -146,7 +120,7 @@ class FeatureCache:
     def __init__(self, path: str | os.PathLike, expect: dict[str, Any] | None = None,
                  expect_n: int | None = None):
         self.path = Path(path)
-        meta = _read_json(self.path / "meta.json")
+        meta = read_json(self.path / "meta.json")
         if meta is None or not meta.get("complete"):
             raise EqussError(
                 f"feature cache {str(self.path)!r} is missing or incomplete; build it with "
@@ -242,14 +216,14 @@ def get_or_build_features(backbone, dataset, batch_size: int = 8, num_workers: i
     if rebuild and path.exists():
         shutil.rmtree(path)
 
-    meta = _read_json(path / "meta.json")
+    meta = read_json(path / "meta.json")
     if meta is not None and meta.get("complete"):
         return FeatureCache(path, expect=key, expect_n=n)
 
     # resume an interrupted build when it is consistent with this request, else start over
     done = 0
     if meta is not None:
-        prog = _read_json(path / "progress.json") or {}
+        prog = read_json(path / "progress.json") or {}
         same = all(meta.get(f) == key[f] for f in KEY_FIELDS) and meta.get("n") == n
         if same and (path / "feats.npy").exists() and (path / "labels.npy").exists():
             done = int(prog.get("done", 0))
@@ -299,7 +273,7 @@ def get_or_build_features(backbone, dataset, batch_size: int = 8, num_workers: i
                         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="microseconds"),
                         "complete": False,
                     }
-                    _atomic_write_json(path / "meta.json", meta)
+                    write_json(path / "meta.json", meta, sort_keys=True)
                 if feats.shape[1:] != feats_mm.shape[1:] or labels.shape[1:] != labels_mm.shape[1:]:
                     raise EqussError(
                         f"image {done}: features {feats.shape[1:]} / labels {labels.shape[1:]} differ "
@@ -314,7 +288,7 @@ def get_or_build_features(backbone, dataset, batch_size: int = 8, num_workers: i
                 feats_mm.flush()
                 labels_mm.flush()
                 done += b
-                _atomic_write_json(path / "progress.json", {"done": done, "n": n})
+                write_json(path / "progress.json", {"done": done, "n": n}, sort_keys=True)
                 bar.update(b)
     finally:
         bar.close()
@@ -325,7 +299,7 @@ def get_or_build_features(backbone, dataset, batch_size: int = 8, num_workers: i
     del feats_mm, labels_mm
     meta["complete"] = True
     meta["completed"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="microseconds")
-    _atomic_write_json(path / "meta.json", meta)
+    write_json(path / "meta.json", meta, sort_keys=True)
     try:
         (path / "progress.json").unlink()
     except FileNotFoundError:
@@ -341,58 +315,3 @@ def pooled_features(cache: FeatureCache, chunk: int = 256) -> np.ndarray:
         block = np.asarray(cache.feats[s:s + chunk], dtype=np.float32)
         out[s:s + chunk] = block.mean(axis=(2, 3))
     return out
-
-
-# --------------------------------------------------------------------------- CLI
-def add_input_arguments(p) -> None:
-    """Arguments shared by ``equss features`` and ``equss knn``."""
-    p.add_argument("dataset", metavar="DATASET", help="dataset name (see `equss prepare --help`)")
-    p.add_argument("--split", required=True, help="dataset split, e.g. train / val / test")
-    p.add_argument("--backbone", required=True, help="backbone name, e.g. dinov2_vits14")
-    p.add_argument("--weights", default=None, help="path to a weights file for the backbone")
-    p.add_argument("--resolution", type=int, default=None, help="image resolution (square)")
-    p.add_argument("--data-root", default=None, help="folder holding the datasets (else EQUSS_DATA)")
-    p.add_argument("--batch-size", type=int, default=8, help="images per backbone forward")
-    p.add_argument("--num-workers", type=int, default=0, help="data loader workers")
-    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (auto: cuda if available)")
-
-
-def resolve_device(name: str) -> str:
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return name
-
-
-def load_inputs(args):
-    """Load (backbone, dataset, device) from parsed CLI arguments."""
-    from .backbone import load_backbone
-    from .data import get_dataset
-
-    device = resolve_device(args.device)
-    dataset = get_dataset(args.dataset, args.split, data_root=args.data_root,
-                          resolution=args.resolution)
-    backbone = load_backbone(args.backbone, weights=args.weights, device=device)
-    return backbone, dataset, device
-
-
-def _cmd_features(args) -> int:
-    backbone, dataset, device = load_inputs(args)
-    cache = get_or_build_features(backbone, dataset, batch_size=args.batch_size,
-                                  num_workers=args.num_workers, device=device,
-                                  rebuild=args.rebuild)
-    m = cache.meta
-    print(f"{cache.path}")
-    print(f"{m['n']} images, features {m['C']}x{m['h']}x{m['w']} {m['dtype']}, "
-          f"labels {'x'.join(map(str, m['label_shape']))} {m['label_dtype']}, "
-          f"{_human_size(cache.nbytes)}")
-    return 0
-
-
-def register(subparsers) -> None:
-    p = subparsers.add_parser(
-        "features", help="cache frozen-backbone patch features of a dataset split",
-        description="Run the frozen backbone over every image of a dataset split and store "
-        "float16 patch features and labels in the feature cache (resumes if interrupted).")
-    add_input_arguments(p)
-    p.add_argument("--rebuild", action="store_true", help="delete and rebuild an existing cache")
-    p.set_defaults(func=_cmd_features)

@@ -3,7 +3,7 @@
 * Unsupervised: spherical k-means (cosine, k = number of classes + extra clusters) fitted
   on patch features of the training split, pixels of the evaluation split assigned to the
   nearest centroid after bilinear upsampling of the features to the label size, then
-  Hungarian matching (:class:`equss.metrics.UnsupervisedMetrics`).
+  Hungarian matching (:class:`equss.eval.metrics.UnsupervisedMetrics`).
 * Linear: a 1x1 convolution trained with cross-entropy on the frozen training features
   (logits upsampled to the label size, as STEGO's linear probe), evaluated on the split.
 """
@@ -17,9 +17,11 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .inputs import resize_labels
-from .metrics import UnsupervisedMetrics
-from .provenance import device_description, provenance, write_json
+from equss.pipeline.inputs import resize_labels
+from equss.eval.metrics import UnsupervisedMetrics
+from equss.device import device_description
+from equss.io import write_json
+from equss.provenance import provenance
 
 
 def spherical_kmeans(x: torch.Tensor, k: int, iters: int = 50, seed: int = 0, restarts: int = 3) -> torch.Tensor:
@@ -92,8 +94,8 @@ def train_linear(cache, n_classes: int, epochs: int = 10, lr: float = 3e-3, batc
 @torch.no_grad()
 def evaluate_baseline(centroids, probe, cache, n_classes: int, extra_clusters: int = 0, device="cpu",
                       progress: bool = True) -> dict:
-    from .evaluate import summarize
-    from .upsample import cluster_inner_products
+    from equss.pipeline.evaluate import summarize
+    from equss.model.upsample import cluster_inner_products
 
     km = UnsupervisedMetrics(n_classes, extra_clusters=extra_clusters, compute_hungarian=True)
     lin = UnsupervisedMetrics(n_classes, compute_hungarian=False)
@@ -110,8 +112,9 @@ def evaluate_baseline(centroids, probe, cache, n_classes: int, extra_clusters: i
 
 def run_baseline(cfg, out=None, device="auto", progress: bool = True, patches: int = 100_000,
                  linear_epochs: int = 10) -> dict:
-    from .features import get_or_build_features
-    from .inputs import make_backbone, make_dataset, resolve_device
+    from equss.data.features import get_or_build_features
+    from equss.device import resolve_device
+    from equss.pipeline.inputs import make_backbone, make_dataset
 
     t0 = time.time()
     dev = resolve_device(device)
@@ -138,8 +141,8 @@ def run_baseline(cfg, out=None, device="auto", progress: bool = True, patches: i
 
 
 def _cmd_baseline(args):
-    from .evaluate import format_result
-    from .train import config_from_args
+    from equss.pipeline.evaluate import format_result
+    from equss.pipeline.args import config_from_args
 
     cfg = config_from_args(args)
     out = args.out or f"runs/baseline-{cfg.data.dataset}-{cfg.scale}"
@@ -150,7 +153,7 @@ def _cmd_baseline(args):
 
 
 def register(sub):
-    from .train import add_config_args
+    from equss.pipeline.args import add_config_args
 
     p = sub.add_parser("baseline", help="raw-backbone baseline: k-means and linear probe on frozen features",
                        description=__doc__.split("\n\n")[0])

@@ -1,4 +1,4 @@
-"""Execute a reproduction notebook with papermill: ``python -m equss.notebooks table1_cocostuff --scale proxy``.
+"""Execute a reproduction notebook with papermill: ``python -m equss.paper.notebooks table1_cocostuff --scale proxy``.
 
 The executed copy goes to ``RESULTS/notebooks/NAME.ipynb`` (``RESULTS`` defaults to
 ``results/<scale>``); the notebook itself writes its tables, figures and provenance to
@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+NOTEBOOK_DIR = Path(__file__).resolve().parents[2] / "notebooks"
 
 
 def execute(name: str, scale: str = "proxy", results: str | None = None, data_root: str | None = None,
@@ -33,7 +33,7 @@ def execute(name: str, scale: str = "proxy", results: str | None = None, data_ro
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m equss.notebooks", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m equss.paper.notebooks", description=__doc__.split("\n\n")[0])
     p.add_argument("name", help="notebook name without .ipynb (e.g. table1_cocostuff)")
     p.add_argument("--scale", default="proxy", choices=["smoke", "proxy", "paper"])
     p.add_argument("--results", help="output folder (default: results/<scale>)")

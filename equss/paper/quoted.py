@@ -31,7 +31,7 @@ FIG6 = {"d_E": 512, "M": [1, 2, 4, 8, 16, 32, 64], "best_M": [8, 16, 32], "best_
 
 
 def quoted_rows(table: dict, suffix: str = "") -> list[dict]:
-    """Rows in the format of :func:`equss.experiments.row`, marked as quoted."""
+    """Rows in the format of :func:`equss.paper.runs.row`, marked as quoted."""
     rows = []
     for name, vals in table.items():
         ua, um, la, lm = vals

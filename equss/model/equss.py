@@ -1,9 +1,9 @@
 """The EQUSS model (and STEGO as its no-PQ, 70-dim configuration).
 
 backbone features (B, 384, h, w)
-  -> :class:`~equss.heads.ProjectionHead` (STEGO head; d_E-dim expansion for EQUSS)
+  -> :class:`~equss.model.heads.ProjectionHead` (STEGO head; d_E-dim expansion for EQUSS)
   -> continuous code z (B, d_E, h, w): the STEGO correlation loss L_head is computed here
-  -> optional :class:`~equss.quantize.ProductQuantizer` (Eq. 1-4)
+  -> optional :class:`~equss.model.quantize.ProductQuantizer` (Eq. 1-4)
   -> probe input (the quantised output, detached, as the official code: wrapper/PQGOWrapper.py
      @da82dea clones and detaches ``feat_vqs`` for the evaluator)
   -> cluster probe (unsupervised, Hungarian at eval) and linear probe (supervised, eval only).
@@ -20,11 +20,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .config import Config
-from .heads import ProjectionHead
-from .losses import CorrelationLoss
-from .probes import ClusterProbe, LinearProbe
-from .quantize import ProductQuantizer
+from equss.config import Config
+from equss.model.heads import ProjectionHead
+from equss.model.losses import CorrelationLoss
+from equss.model.probes import ClusterProbe, LinearProbe
+from equss.model.quantize import ProductQuantizer
 
 
 @dataclass
@@ -138,10 +138,10 @@ class EQUSS(nn.Module):
         With ``feats_flipped`` (features of the horizontally flipped image) the probe input
         is averaged with its flipped-back twin, as STEGO's eval_segmentation.py does.  The
         probe input is upsampled (bilinear) to ``size`` before the probes, as the official
-        evaluator; :mod:`equss.upsample` gets the same numbers without materialising the
+        evaluator; :mod:`equss.model.upsample` gets the same numbers without materialising the
         upsampled d_E channels (``materialize=True`` does it the literal way).
         """
-        from .upsample import cluster_inner_products
+        from equss.model.upsample import cluster_inner_products
 
         x = self.forward(feats).probe_input
         if feats_flipped is not None:

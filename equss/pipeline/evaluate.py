@@ -4,7 +4,7 @@ The STEGO/EQUSS protocol (STEGO @eb4d6b5 src/eval_segmentation.py): center crop 
 evaluation resolution (320 at paper scale), probe input averaged with that of the
 horizontally flipped image, upsampled (bilinear) to the label size; cluster probe ->
 Hungarian matching -> unsupervised Accuracy / mIoU; linear probe -> Accuracy / mIoU;
-each with and without the dense CRF (STEGO's parameters, :mod:`equss.crf`, run in worker
+each with and without the dense CRF (STEGO's parameters, :mod:`equss.eval.crf`, run in worker
 processes).  Features come from the feature cache (the backbone is frozen), so
 evaluating several checkpoints never recomputes the backbone.
 
@@ -21,10 +21,12 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .config import Config
-from .errors import EqussError
-from .metrics import UnsupervisedMetrics
-from .provenance import device_description, provenance, write_json
+from equss.config import Config
+from equss.errors import EqussError
+from equss.eval.metrics import UnsupervisedMetrics
+from equss.device import device_description
+from equss.io import write_json
+from equss.provenance import provenance
 
 
 def summarize(metric: UnsupervisedMetrics, class_names=None) -> dict:
@@ -54,7 +56,7 @@ def evaluate_cached(model, cache, n_classes: int, cfg: Config, device="cpu", fli
     metrics = {"cluster": UnsupervisedMetrics(n_classes, extra_clusters=extra, compute_hungarian=True),
                "linear": UnsupervisedMetrics(n_classes, compute_hungarian=False)}
     if crf:
-        from .crf import crf_batch
+        from equss.eval.crf import crf_batch
 
         metrics["cluster_crf"] = UnsupervisedMetrics(n_classes, extra_clusters=extra, compute_hungarian=True)
         metrics["linear_crf"] = UnsupervisedMetrics(n_classes, compute_hungarian=False)
@@ -88,9 +90,10 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike | 
                         crf: bool = False, flip: bool = True, device: str = "auto", workers: int = 1,
                         data_root: str | None = None, progress: bool = True) -> dict:
     """Load a checkpoint, evaluate it on ``split`` (default: the config's test split), write eval.json."""
-    from .features import get_or_build_features
-    from .inputs import HFlip, make_backbone, make_dataset, resolve_device
-    from .train import load_checkpoint, model_from_checkpoint
+    from equss.data.features import get_or_build_features
+    from equss.device import resolve_device
+    from equss.pipeline.inputs import HFlip, make_backbone, make_dataset
+    from equss.pipeline.checkpoint import load_checkpoint, model_from_checkpoint
 
     t0 = time.time()
     state = load_checkpoint(checkpoint)

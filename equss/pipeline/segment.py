@@ -32,7 +32,7 @@ ids mapped to classes with the Hungarian assignment stored in the checkpoint
 (``state["assignment"]``, cluster -> class, -1 unmatched) or given with
 ``--assignment eval.json`` (the ``cluster.assignment`` written by ``equss eval``); without
 one the raw cluster ids are written and ``segment.json`` says so.  Unmatched clusters are
-written as 255.  ``--crf``: STEGO's dense CRF (:func:`equss.crf.dense_crf`) on the
+written as 255.  ``--crf``: STEGO's dense CRF (:func:`equss.eval.crf.dense_crf`) on the
 full-size image before the argmax.
 
 Outputs per image (``NAME`` = path relative to the input folder without extension;
@@ -58,7 +58,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps
 from tqdm.auto import tqdm
 
-from .errors import EqussError
+from equss.errors import EqussError
 
 PROBES = ("cluster", "linear")
 MODES = ("resize", "tile")
@@ -70,7 +70,7 @@ MAX_RESOLUTION = 8192
 # ---------------------------------------------------------------------------- reading
 def load_image(path: str | os.PathLike) -> Image.Image:
     """Open ``path`` as 8-bit RGB with the EXIF orientation applied; EqussError if unreadable."""
-    from .data.base import open_image, to_rgb8
+    from equss.data.base import open_image, to_rgb8
 
     img = open_image(path)
     try:
@@ -86,7 +86,7 @@ def load_image(path: str | os.PathLike) -> Image.Image:
 
 def list_inputs(path: str | os.PathLike) -> tuple[Path, list[Path]]:
     """(root folder, image files) for a file or a folder; EqussError if missing or empty."""
-    from .data.base import IMAGE_EXTENSIONS, list_images
+    from equss.data.base import IMAGE_EXTENSIONS, list_images
 
     p = Path(path).expanduser()
     if p.is_file():
@@ -154,7 +154,7 @@ def load_assignment(source, n_clusters: int) -> list[int]:
 # ---------------------------------------------------------------------------- prediction
 def _to_tensor(img: Image.Image) -> torch.Tensor:
     """PIL RGB -> ImageNet-normalised float32 (3, H, W)."""
-    from .data.base import IMAGENET_MEAN, IMAGENET_STD
+    from equss.data.base import IMAGENET_MEAN, IMAGENET_STD
 
     t = torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1).float().div_(255)
     mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
@@ -224,7 +224,7 @@ def segment_logprobs(model, backbone, image: Image.Image, cfg, probe: str = "clu
                      resolution: int | None = None, tile_size: int | None = None, overlap: float = 0.25,
                      flip: bool = True, interp: str = "nearest", batch_size: int = 4) -> torch.Tensor:
     """Probe log-probabilities (n, H, W) at the size of ``image`` (PIL, converted to RGB)."""
-    from .data.base import preprocess_image
+    from equss.data.base import preprocess_image
 
     if probe not in PROBES:
         raise EqussError(f"unknown probe {probe!r}; choose cluster or linear")
@@ -265,7 +265,7 @@ def segment_logprobs(model, backbone, image: Image.Image, cfg, probe: str = "clu
 
 def load_rgb_from_pil(image: Image.Image) -> Image.Image:
     """EXIF orientation + 8-bit RGB for an already opened PIL image."""
-    from .data.base import to_rgb8
+    from equss.data.base import to_rgb8
 
     try:
         image = ImageOps.exif_transpose(image)
@@ -288,7 +288,7 @@ def segment_image(model, backbone, pil_image: Image.Image, cfg, probe: str = "cl
     lp = segment_logprobs(model, backbone, img, cfg, probe=probe, mode=mode, resolution=resolution,
                           tile_size=tile_size, overlap=overlap, flip=flip, interp=interp)
     if crf:
-        from .crf import dense_crf
+        from equss.eval.crf import dense_crf
 
         lp = dense_crf(np.asarray(img, dtype=np.uint8), lp, backend=crf_backend, inputs="logits")
     pred = lp.argmax(0).numpy().astype(np.int64)
@@ -301,8 +301,8 @@ def segment_image(model, backbone, pil_image: Image.Image, cfg, probe: str = "cl
 # ---------------------------------------------------------------------------- outputs
 def _palette(cfg, n_labels: int, classes: bool) -> np.ndarray:
     """256x3 uint8 colour table: the dataset palette for classes, else PASCAL; 255 black."""
-    from .data import dataset_info
-    from .data.base import pascal_palette
+    from equss.data import dataset_info
+    from equss.data.base import pascal_palette
 
     lut = pascal_palette(256)
     if classes:
@@ -337,9 +337,11 @@ def segment_paths(inputs: str | os.PathLike, checkpoint: str | os.PathLike, out:
                   device: str = "auto", assignment: str | os.PathLike | None = None, alpha: float = 0.5,
                   progress: bool = True) -> dict:
     """Segment an image file or every image in a folder; writes the outputs and ``segment.json``."""
-    from .inputs import make_backbone, resolve_device
-    from .provenance import device_description, provenance, write_json
-    from .train import load_checkpoint, model_from_checkpoint
+    from equss.device import device_description, resolve_device
+    from equss.io import write_json
+    from equss.pipeline.inputs import make_backbone
+    from equss.provenance import provenance
+    from equss.pipeline.checkpoint import load_checkpoint, model_from_checkpoint
 
     t0 = time.time()
     if probe not in PROBES:

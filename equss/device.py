@@ -1,0 +1,44 @@
+"""Which device a run uses, and how it is described in provenance."""
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+
+import torch
+
+from equss.errors import EqussError
+
+
+def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
+    """``auto`` (or None): CUDA when available, else the CPU; anything else as given, with
+    one clear error when CUDA is asked for and absent or the name is not a device."""
+    if name is None or str(name) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise EqussError(f"unknown device {str(name)!r}; use auto, cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise EqussError(f"device {str(name)!r} requested but CUDA is not available; use --device cpu")
+    if dev.type not in ("cpu", "cuda"):
+        raise EqussError(f"device {str(name)!r} is not supported; use auto, cpu, cuda or cuda:N")
+    return dev
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def device_description(device: torch.device | str | None = None) -> str:
+    """The GPU's name, or ``"CPU: <model> (<n> cores)"``."""
+    device = torch.device(device or "cpu")
+    if device.type == "cuda" and torch.cuda.is_available():
+        return torch.cuda.get_device_name(device)
+    return f"CPU: {cpu_model()} ({os.cpu_count()} cores)"
