@@ -10,7 +10,7 @@ from equss.data import knn
 from equss.pipeline import caches
 from equss.errors import EqussError
 from equss.data.features import get_or_build_features, pooled_features
-from equss.data.knn import compute_knn, get_or_build_knn, load_knn, sample_neighbor, sample_neighbors
+from equss.data.knn import compute_knn, get_or_build_knn, load_knn, sample_neighbors
 
 
 def brute_knn(x, k, self_first=True):
@@ -60,18 +60,16 @@ def test_bad_k(data):
 def test_sample_neighbor_ranks(data):
     nns = compute_knn(data, k=30)
     g = torch.Generator().manual_seed(0)
-    rng = np.random.default_rng(0)
     for idx in (0, 17, 56):
         allowed = list(nns[idx, 1:8])
-        draws = [sample_neighbor(nns, idx, 7, generator=g) for _ in range(400)]
-        draws += [sample_neighbor(nns, idx, 7, generator=rng) for _ in range(400)]
+        draws = sample_neighbors(nns, torch.full((800,), idx), 7, generator=g).tolist()
         assert idx not in draws
         assert set(draws) == set(allowed)  # uniform over ranks 1..7: all hit in 800 draws
-    assert {sample_neighbor(nns, 3, 1, generator=g) for _ in range(20)} == {nns[3, 1]}
+    assert set(sample_neighbors(nns, torch.full((20,), 3), 1, generator=g).tolist()) == {nns[3, 1]}
     with pytest.raises(ValueError):
-        sample_neighbor(nns, 0, 30)  # only ranks 1..29 exist
+        sample_neighbors(nns, [0], 30)  # only ranks 1..29 exist
     with pytest.raises(ValueError):
-        sample_neighbor(nns, 0, 0)
+        sample_neighbors(nns, [0], 0)
     batch = sample_neighbors(nns, torch.arange(57).repeat(20), 7, generator=g)
     idx = torch.arange(57).repeat(20)
     assert not torch.any(batch == idx)
@@ -150,3 +148,32 @@ def test_cli_knn(monkeypatch, capsys):
     assert "_k5.npy" in out and "21 images x 5 neighbours" in out
     cache = get_or_build_features(TinyBackbone(), ds, progress=False)
     np.testing.assert_array_equal(load_knn(cache, 5), brute_knn(pooled_features(cache), 5))
+
+
+def test_batch_source_draws_epochs_and_knn_positives(data):
+    """Training's batch drawing (BatchSource.next_indices): every image once per epoch (a
+    seeded permutation), positives from kNN ranks 1..num_neighbors, the same stream again
+    after a state_dict round trip (what resume relies on)."""
+    from equss.config import load_config
+    from equss.pipeline.inputs import BatchSource
+
+    nns = compute_knn(data, k=30)
+    cfg = load_config("camvid-equss", "smoke", overrides=["data.num_neighbors=5", "train.seed=3"])
+    src = BatchSource(cfg, list(range(57)), nns, backbone=object())
+    seen, pairs = [], []
+    for _ in range(57 // 3 * 2):  # two epochs in batches of 3 (57 = 19 * 3)
+        index, pos = src.next_indices(3)
+        seen += index.tolist()
+        pairs += list(zip(index.tolist(), pos.tolist()))
+    assert sorted(seen[:57]) == list(range(57)) and sorted(seen[57:]) == list(range(57))
+    assert seen[:57] != list(range(57)) and seen[:57] != seen[57:]  # shuffled, reshuffled
+    assert all(p in nns[i, 1:6] for i, p in pairs)
+    state = src.state_dict()
+    a = [src.next_indices(4) for _ in range(5)]
+    src.load_state_dict(state)
+    b = [src.next_indices(4) for _ in range(5)]
+    for (i1, p1), (i2, p2) in zip(a, b):
+        assert torch.equal(i1, i2) and torch.equal(p1, p2)
+    other = BatchSource(load_config("camvid-equss", "smoke", overrides=["train.seed=4"]), list(range(57)), nns,
+                        backbone=object())
+    assert other.next_indices(57)[0].tolist() != BatchSource(cfg, list(range(57)), nns, backbone=object()).next_indices(57)[0].tolist()

@@ -132,18 +132,26 @@ def test_tile_mode_with_stored_assignment(setup, capsys):
 
 def test_api_matches_predict_and_assignment(setup):
     from equss.pipeline.inputs import make_backbone
-    from equss.pipeline.segment import probe_logprobs, segment_image
+    from equss.pipeline.segment import segment_image
     from equss.data.base import preprocess_image
 
     model, cfg = setup["model"], setup["cfg"]
-    # the fast probe path equals EQUSS.predict (which upsamples all d_E channels)
+    # EQUSS.predict's fast probe path (no upsampled d_E channels) against the literal
+    # official computation written out here: flip-average the quantised probe input,
+    # upsample it bilinearly to the label size, then a cosine cluster probe (alpha 2) and a
+    # 1x1 linear probe, each followed by log-softmax
     g = torch.Generator().manual_seed(1)
     feats, flipped = torch.randn(2, 384, 9, 13, generator=g), torch.randn(2, 384, 9, 13, generator=g)
-    for size in [(126, 182), (131, 200), (9, 13)]:
-        ref = model.predict(feats, size, feats_flipped=flipped)
-        for probe in ("cluster", "linear"):
-            got = probe_logprobs(model, feats, size, feats_flipped=flipped, probe=probe)
-            torch.testing.assert_close(got, ref[probe], atol=1e-5, rtol=1e-5)
+    with torch.no_grad():
+        x = (model(feats).probe_input + model(flipped).probe_input.flip(-1)) / 2
+        for size in [(126, 182), (131, 200), (9, 13)]:
+            got = model.predict(feats, size, feats_flipped=flipped)
+            up = F.interpolate(x, size, mode="bilinear", align_corners=False)
+            centroids = F.normalize(model.cluster_probe.clusters, dim=1)
+            inner = torch.einsum("bchw,kc->bkhw", F.normalize(up, dim=1), centroids)
+            torch.testing.assert_close(got["cluster"], F.log_softmax(2.0 * inner, dim=1), atol=1e-4, rtol=1e-4)
+            lin = F.conv2d(up, model.linear_probe.conv.weight, model.linear_probe.conv.bias)
+            torch.testing.assert_close(got["linear"], F.log_softmax(lin, dim=1), atol=1e-4, rtol=1e-4)
 
     # whole resize path on a real odd-size image against a direct computation with predict
     backbone = make_backbone(cfg)

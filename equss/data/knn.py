@@ -48,7 +48,7 @@ _SIM_BUDGET = 1 << 25     # float32 similarity entries per block (128 MiB)
 
 __all__ = [
     "DEFAULT_K", "DEFAULT_NUM_NEIGHBORS", "compute_knn", "get_or_build_knn", "load_knn",
-    "knn_path", "sample_neighbor", "sample_neighbors",
+    "knn_path", "sample_neighbors",
 ]
 
 
@@ -114,26 +114,15 @@ def _check_num_neighbors(nns: np.ndarray, num_neighbors: int) -> None:
                          f"(the kNN table stores {nns.shape[1]} ranks, rank 0 = the image itself)")
 
 
-def sample_neighbor(nns: np.ndarray, idx: int, num_neighbors: int = DEFAULT_NUM_NEIGHBORS,
-                    generator: torch.Generator | np.random.Generator | None = None) -> int:
-    """A positive partner for image ``idx``: ``nns[idx, r]`` with ``r`` uniform in ``1..num_neighbors``.
+def sample_neighbors(nns: np.ndarray, idxs, num_neighbors: int = DEFAULT_NUM_NEIGHBORS,
+                     generator: torch.Generator | None = None) -> torch.Tensor:
+    """Positive partners for images ``idxs``: ``nns[i, r]`` with ``r`` uniform in ``1..num_neighbors``,
+    one draw per index (int64 tensor).
 
     As STEGO ``data.py`` ``ContrastiveSegDataset.__getitem__``
     (``torch.randint(low=1, high=num_neighbors + 1)``): rank 0, the image itself, is
-    never drawn.  ``generator`` is a ``torch.Generator`` or ``np.random.Generator``
-    (None: torch's global RNG, as STEGO).
+    never drawn.  ``generator``: a ``torch.Generator`` (None: torch's global RNG, as STEGO).
     """
-    _check_num_neighbors(nns, num_neighbors)
-    if isinstance(generator, np.random.Generator):
-        rank = int(generator.integers(1, num_neighbors + 1))
-    else:
-        rank = int(torch.randint(1, num_neighbors + 1, (), generator=generator))
-    return int(nns[idx, rank])
-
-
-def sample_neighbors(nns: np.ndarray, idxs, num_neighbors: int = DEFAULT_NUM_NEIGHBORS,
-                     generator: torch.Generator | None = None) -> torch.Tensor:
-    """Vectorised :func:`sample_neighbor` for a batch of indices; returns an int64 tensor."""
     _check_num_neighbors(nns, num_neighbors)
     idxs = torch.as_tensor(idxs, dtype=torch.long)
     ranks = torch.randint(1, num_neighbors + 1, idxs.shape, generator=generator)

@@ -20,7 +20,10 @@ What the official code does, per codebook m (M independent ``Codebook`` modules)
   (``outputs[k] /= num_pq``).  Because every codebook has the same number of elements,
   this equals one MSE over all elements, which is what is computed here.
 * Straight-through: ``z_q = z_norm + sg[E_m[k] - z_norm]``: the forward value is the raw
-  codeword, the gradient w.r.t. the input goes through the L2 normalisation.
+  codeword (up to the rounding of that sum, as officially), the gradient w.r.t. the
+  input goes through the L2 normalisation.  Written as plain autograd (as
+  vector-quantize-pytorch): an earlier fused ``autograd.Function`` was about 1.2x faster
+  on the quantiser alone, which is a few per cent of a training step (benchmarks/bench_pq.py).
 * Initialisation: ``nn.Embedding`` rows set to ``U(-1/K, 1/K)`` at construction, then
   (``need_initialized: "uni"``) re-drawn once with ``xavier_uniform_`` at the first
   forward in training mode (bound ``sqrt(6 / (K + dim/M))``).  Officially the "done"
@@ -44,6 +47,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["PQOutput", "ProductQuantizer", "assign"]
@@ -106,109 +110,6 @@ def assign(z_norm: torch.Tensor, codebooks_norm: torch.Tensor,
             torch.baddbmm(bias, zc, cb_t, beta=1.0, alpha=2.0, out=scores)
             codes[g, :, start:start + step] = scores.max(dim=-1).indices
     return codes.view(*lead, m, n_pos)
-
-
-class _Normalize(torch.autograd.Function):
-    """``F.normalize(z, dim=2)`` (same eps) on (B, M, d, HW): multiply by the clamped
-    reciprocal norm; the backward is the analytic projection
-    ``(g - z_hat * <g, z_hat>) / |z|`` (just ``g / eps`` where the norm is clamped),
-    in fewer passes than autograd's chain of norm / clamp / reciprocal / mul."""
-
-    @staticmethod
-    def forward(ctx, x, eps):  # noqa: D401 - autograd signature
-        z = torch.mul(x, x)  # the output buffer doubles as the x^2 scratch (one allocation)
-        norm = z.sum(dim=2, keepdim=True).sqrt_()
-        inv = norm.clamp_min(eps).reciprocal_()
-        torch.mul(x, inv, out=z)
-        ctx.save_for_backward(z, inv, norm >= eps)
-        return z
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad):
-        z, inv, unclamped = ctx.saved_tensors
-        proj = _sum_products(grad, z).mul_(unclamped)  # <g, z_hat> per position
-        return torch.addcmul(grad, z, proj, value=-1.0).mul_(inv), None
-
-
-def _sum_products(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``(a * b).sum(dim=2, keepdim=True)`` for (B, M, d, HW) tensors, one batch item at a
-    time through a small reused scratch buffer (no full-size temporary)."""
-    out = a.new_empty(a.shape[0], a.shape[1], 1, a.shape[3])
-    scratch = a.new_empty(a.shape[1:])
-    for i in range(a.shape[0]):
-        torch.sum(torch.mul(a[i], b[i], out=scratch), dim=1, keepdim=True, out=out[i])
-    return out
-
-
-def _l2_normalize(t: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
-    """``F.normalize(t, dim=-1)`` (same eps) as a multiply by the reciprocal norm, which is
-    cheaper than a broadcast division in forward and backward; equal up to rounding."""
-    return t * t.norm(dim=-1, keepdim=True).clamp_min(eps).reciprocal()
-
-
-class _QuantizeST(torch.autograd.Function):
-    """Codeword lookup, Eq. 3-4 losses and the straight-through output in one node.
-
-    Inputs: ``z`` (B, M, d, HW) normalised subvectors, ``table`` (M, K, d) codewords
-    (raw or normalised, per variant), ``codes`` (B, M, HW).  Outputs, each a fresh
-    tensor:
-
-    * ``quantized = table[m, codes]`` in the (B, M, d, HW) layout.  Forward value of
-      ``z + sg[z_q - z]`` (exactly ``z_q``, the official value up to its ~1e-7
-      rounding); gradient passed unchanged to ``z``;
-    * ``codebook_loss = mse(z_q, sg[z])`` (gradient to ``table`` only);
-    * ``commitment_loss = mse(z, sg[z_q])`` (gradient to ``z`` only).
-
-    The two losses have the same value, ``mean((z_q - z)^2)``, so it is computed once
-    (per batch item through a small scratch buffer, no full-size temporary).  The table
-    gradient is the scatter-sum of ``2 (z_q - z) / numel`` over the positions that chose
-    each codeword.  ``z_q`` is saved for the backward, so (as for ``torch.exp``)
-    ``quantized`` must not be modified in place before ``backward``.
-    """
-
-    @staticmethod
-    def forward(ctx, z, table, codes):  # noqa: D401 - autograd signature
-        b, m, d, hw = z.shape
-        k = table.shape[1]
-        index = codes.unsqueeze(2).expand(b, m, d, hw)
-        z_q = torch.gather(table.transpose(1, 2).contiguous().expand(b, m, d, k), 3, index)
-        # mean((z_q - z)^2), one batch item at a time through a small scratch buffer
-        scratch = z.new_empty(m * d * hw)
-        sq = z.new_zeros(())
-        for i in range(b):
-            torch.sub(z_q[i].view(-1), z[i].view(-1), out=scratch)
-            sq += torch.dot(scratch, scratch)
-        sq /= z.numel()
-        ctx.save_for_backward(z, z_q, codes)
-        ctx.table_shape = table.shape
-        ctx.set_materialize_grads(False)
-        return z_q, sq, sq.clone()
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_q, grad_book, grad_commit):
-        z, z_q, codes = ctx.saved_tensors
-        b, m, d, hw = z.shape
-        scale = 2.0 / z.numel()
-        grad_z = grad_table = None
-        if ctx.needs_input_grad[0]:
-            if grad_commit is not None:  # grad_q - 2 g (z_q - z) / numel
-                coef = grad_commit * -scale
-                grad_z = torch.sub(z_q, z).mul_(coef)
-                if grad_q is not None:
-                    grad_z += grad_q
-            else:
-                grad_z = grad_q
-        if ctx.needs_input_grad[1] and grad_book is not None:
-            k = ctx.table_shape[1]
-            acc = z.new_zeros(m, d, k)
-            scratch = z.new_empty(m, d, hw)
-            for i in range(b):  # (M, d, K) accumulator; no (B, M, d, K) temporary
-                torch.sub(z_q[i], z[i], out=scratch)
-                acc.scatter_add_(2, codes[i].unsqueeze(1).expand(m, d, hw), scratch)
-            grad_table = acc.mul_(grad_book * scale).transpose(1, 2).contiguous()
-        return grad_z, grad_table, None
 
 
 class ProductQuantizer(nn.Module):
@@ -285,25 +186,29 @@ class ProductQuantizer(nn.Module):
     @torch.no_grad()
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Codes only, (B, M, H, W) int64; never initialises or changes state."""
-        z = _Normalize.apply(self._split(x), 1e-12)
-        codes = assign(z.transpose(2, 3), _l2_normalize(self.codebooks))
+        z = F.normalize(self._split(x), dim=2)
+        codes = assign(z.transpose(2, 3), F.normalize(self.codebooks, dim=-1))
         return codes.view(x.shape[0], self.num_codebooks, *x.shape[2:])
 
     def forward(self, x: torch.Tensor) -> PQOutput:
         if self.training and not bool(self.initialized):
             self.reset_parameters()
-        z = _Normalize.apply(self._split(x), 1e-12)  # (B, M, d, HW)
-        cb_norm = _l2_normalize(self.codebooks)
+        z = F.normalize(self._split(x), dim=2)  # (B, M, d, HW): Eq. 1 subvectors, L2-normalised
+        cb_norm = F.normalize(self.codebooks, dim=-1)
         codes = assign(z.detach().transpose(2, 3), cb_norm.detach())  # (B, M, HW), Eq. 2
         table = self.codebooks if self.variant == "official" else cb_norm
-        z_q, codebook_loss, commitment_loss = _QuantizeST.apply(z, table, codes)  # Eq. 3-4
+        books = torch.arange(self.num_codebooks, device=codes.device)[None, :, None]
+        z_q = table[books, codes].transpose(2, 3)  # (B, M, d, HW) selected codewords
+        codebook_loss = F.mse_loss(z_q, z.detach())  # Eq. 3
+        commitment_loss = F.mse_loss(z, z_q.detach())  # Eq. 4
+        quantized = z + (z_q - z).detach()  # straight-through, as the official code
         loss = self.codebook_weight * codebook_loss + self.commitment_weight * commitment_loss
         with torch.no_grad():
             hit = torch.zeros(self.num_codebooks, self.codebook_size, device=x.device, dtype=torch.bool)
             hit.scatter_(1, codes.transpose(0, 1).reshape(self.num_codebooks, -1), True)
             usage = hit.float().mean()
         return PQOutput(
-            quantized=z_q.view(x.shape),
+            quantized=quantized.reshape(x.shape),
             codes=codes.view(x.shape[0], self.num_codebooks, *x.shape[2:]),
             codebook_loss=codebook_loss,
             commitment_loss=commitment_loss,

@@ -20,7 +20,7 @@ def add_input_arguments(p) -> None:
     """Arguments shared by ``equss features`` and ``equss knn``."""
     p.add_argument("dataset", metavar="DATASET", help="dataset name (see `equss prepare --help`)")
     p.add_argument("--split", required=True, help="dataset split, e.g. train / val / test")
-    p.add_argument("--backbone", required=True, help="backbone name, e.g. dinov2_vits14")
+    p.add_argument("--backbone", required=True, help="backbone name, e.g. dinov2_vits14_offline or dino_vits8")
     p.add_argument("--weights", default=None, help="path to a weights file for the backbone")
     p.add_argument("--resolution", type=int, default=None, help="image resolution (square)")
     p.add_argument("--data-root", default=None, help="folder holding the datasets (else EQUSS_DATA)")

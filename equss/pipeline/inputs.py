@@ -18,6 +18,7 @@ import torch
 from torch.utils.data import Dataset
 
 from equss.config import Config
+from equss.data.knn import sample_neighbors
 from equss.errors import EqussError
 
 
@@ -126,11 +127,11 @@ class BatchSource:
             if not self._order:
                 self._order = torch.randperm(self.n, generator=self.generator).tolist()
             idx.append(self._order.pop())
-        k = min(self.cfg.data.num_neighbors, self.nns.shape[1] - 1)
-        ranks = torch.randint(1, k + 1, (batch_size,), generator=self.generator) if k >= 1 else torch.zeros(batch_size, dtype=torch.long)
         index = torch.tensor(idx)
-        pos = torch.as_tensor(self.nns[index.numpy(), ranks.numpy()].astype(np.int64))
-        return index, pos
+        k = min(self.cfg.data.num_neighbors, self.nns.shape[1] - 1)
+        if k < 1:  # a kNN table of rank 0 only (one image): the image is its own positive
+            return index, index.clone()
+        return index, sample_neighbors(self.nns, index, k, generator=self.generator)
 
     def _labels(self, labels: torch.Tensor) -> torch.Tensor:
         size = self.cfg.data.probe_label_size

@@ -186,18 +186,8 @@ def predict_batch(model, backbone, images: torch.Tensor, probe: str = "cluster",
     x = _pad_to(images, Hp, Wp).to(backbone.device)
     feats = backbone(x).float()
     feats_flipped = backbone(x.flip(-1)).float() if flip else None
-    out = probe_logprobs(model, feats, (Hp, Wp), feats_flipped=feats_flipped, probe=probe)
+    out = model.predict(feats, (Hp, Wp), feats_flipped=feats_flipped)[probe]
     return out[..., :H, :W].float().cpu()
-
-
-def probe_logprobs(model, feats: torch.Tensor, size: tuple[int, int], feats_flipped: torch.Tensor | None = None,
-                   probe: str = "cluster", alpha: float = 2.0) -> torch.Tensor:
-    """Log-probabilities of one probe at ``size`` (:meth:`equss.model.EQUSS.predict`)."""
-    return model.predict(feats, size, feats_flipped=feats_flipped, alpha=alpha)[probe]
-
-
-@torch.no_grad()
-
 
 
 def _resize_tensor(x: torch.Tensor, size: tuple[int, int], interp: str) -> torch.Tensor:

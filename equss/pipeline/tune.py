@@ -1,9 +1,9 @@
 """Choosing the correlation-loss shifts for a new backbone or dataset: ``equss tune``.
 
 STEGO's shifts were tuned by its authors per dataset for DINO ViT-S/8 and ViT-B/8; they
-do not transfer to other backbones (REFERENCES.md, "Measured here": with the offline
-DINOv2 ViT-S/14 on CamVid, COCO's shifts make nearly every pair attractive and the head
-collapses).  The procedure, reproducible and validation-only:
+do not transfer to other backbones (measured here, README "What the proxy is": with the
+offline DINOv2 ViT-S/14 on CamVid, COCO's shifts make nearly every pair attractive and the
+head collapses).  The procedure, reproducible and validation-only:
 
 1. **Calibrate.** Draw training batches exactly as training does (kNN positives, STEGO's
    11x11 random coordinates, ``super_perm`` negatives) and measure the distribution of
@@ -14,8 +14,8 @@ collapses).  The procedure, reproducible and validation-only:
    the pairs of that kind are pushed apart, ``1 - q`` pulled together).  The loss weights
    stay those of the preset.
 3. **Select.** (Skipped with ``--tune-steps 0``: calibration only, the shifts at the
-   first level, e.g. to carry a level chosen on one dataset to another.)  Train each candidate for ``--steps`` steps on the training split and keep
-   the one with the best cluster mIoU on the **validation** split (the official model
+   first level, e.g. to carry a level chosen on one dataset to another.)  Train each
+   candidate for ``--tune-steps`` steps on the training split and keep the one with the best cluster mIoU on the **validation** split (the official model
    selection metric).  The test split is never touched.
 
 Output: ``OUT/tune.json`` (fd quantiles, every candidate with its validation numbers, the
@@ -93,8 +93,6 @@ def tune(cfg: Config, out: str | Path, levels=(0.5, 0.6, 0.7, 0.8), steps: int =
     from equss.pipeline.inputs import BatchSource
     from equss.pipeline.train import Trainer
 
-    if cfg.scale == "paper":
-        pass  # allowed: same procedure, just slower
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
