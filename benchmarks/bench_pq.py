@@ -1,4 +1,4 @@
-"""ProductQuantizer (equss/quantize.py) vs a plain per-codebook loop of the same semantics.
+"""ProductQuantizer (equss/model/quantize.py) vs a plain per-codebook loop of the same semantics.
 
     python benchmarks/bench_pq.py [--quick] [--device cuda]
 

@@ -3,31 +3,6 @@
 Facts from STEGO ``src/data.py`` (mhamilton723/STEGO@eb4d6b5), the same in the official
 EQUSS ``data/dataset.py`` (pitlover/Expand-and-Quantize-...@da82dea).
 
-Potsdam-3 (STEGO layouts).
-
-Facts from STEGO ``src/data.py`` (mhamilton723/STEGO@eb4d6b5), the same in the official
-EQUSS ``data/dataset.py`` (pitlover/Expand-and-Quantize-...@da82dea).  STEGO's prepared
-copies live at https://marhamilresearch4.blob.core.windows.net/stego-public/pytorch_data/
-``{cocostuff,cityscapes,potsdam}.zip`` (``src/download_datasets.py``).
-
-CocoStuff-27 (``cocostuff/``)::
-
-    images/{train2017,val2017}/ID.jpg
-    annotations/{train2017,val2017}/ID.png     stuffthingmaps (0..181 fine ids, 255 unlabeled)
-    curated/train2017/Coco164kFull_Stuff_Coarse.txt     (train list, STEGO)
-    curated/val2017/Coco164kFull_Stuff_Coarse_7.txt     (val list: STEGO's cocostuff27
-                                                         evaluation uses subset 7)
-
-  Labels: 255 -> -1, fine id -> coarse id by STEGO's ``fine_to_coarse`` (182 -> 27).
-  STEGO leaves ids outside the map at 0; we map them to -1 (they do not occur).
-
-Cityscapes-27 (``cityscapes/``, torchvision ``Cityscapes`` layout, ``mode="fine"``)::
-
-    leftImg8bit/{train,val,test}/CITY/CITY_xxx_yyy_leftImg8bit.png
-    gtFine/{train,val,test}/CITY/CITY_xxx_yyy_gtFine_labelIds.png
-
-  Labels: labelId - 7 (first non-void id); values outside 0..26 -> -1.
-
 Potsdam-3 (``potsdam/``)::
 
     imgs/ID.mat  key 'img' (H, W, 4: RGB + IR; the first 3 channels are used)
@@ -39,7 +14,6 @@ Potsdam-3 (``potsdam/``)::
   255 and other values -> -1.  Images without a gt file get all -1 labels (STEGO fills 1s).
 """
 from __future__ import annotations
-
 
 import numpy as np
 from PIL import Image

@@ -104,7 +104,7 @@ def evaluate_baseline(centroids, probe, cache, n_classes: int, extra_clusters: i
         feats, label = cache.batch([i])
         feats = feats.to(device)
         # cosine to the centroids of the bilinearly upsampled features, computed exactly
-        # without materialising them (equss/upsample.py)
+        # without materialising them (equss/model/upsample.py)
         km.update(cluster_inner_products(feats, cent, label.shape[-2:]).argmax(1).cpu(), label)
         lin.update(F.interpolate(probe(feats), label.shape[-2:], mode="bilinear", align_corners=False).argmax(1).cpu(), label)
     return {"cluster": summarize(km), "linear": summarize(lin)}

@@ -105,7 +105,7 @@ def tune(cfg: Config, out: str | Path, levels=(0.5, 0.6, 0.7, 0.8), steps: int =
     candidates = []
     if steps == 0:  # calibration only: shifts at the (first) given level, no selection
         chosen = candidate_shifts(samples, levels[0])
-        record = {"procedure": "calibration only: shifts = per-term fd quantiles at the given level (equss/tune.py)",
+        record = {"procedure": "calibration only: shifts = per-term fd quantiles at the given level (equss/pipeline/tune.py)",
                   "fd_quantiles": quantiles, "levels": [str(levels[0])], "steps_per_candidate": 0,
                   "candidates": [], "chosen_level": str(levels[0]), "chosen": chosen,
                   "provenance": provenance(config=cfg.to_dict(), scale=cfg.scale, dataset=cfg.data.dataset,
@@ -127,7 +127,7 @@ def tune(cfg: Config, out: str | Path, levels=(0.5, 0.6, 0.7, 0.8), steps: int =
     best = max(candidates, key=lambda c: c["val"]["cluster_mIoU"])
     chosen = {k: best[k] for k in (f"{t}_shift" for t in TERMS)}
     record = {
-        "procedure": "shifts = per-term fd quantile at level q; q chosen by validation cluster mIoU (equss/tune.py)",
+        "procedure": "shifts = per-term fd quantile at level q; q chosen by validation cluster mIoU (equss/pipeline/tune.py)",
         "fd_quantiles": quantiles, "levels": list(levels), "steps_per_candidate": steps,
         "candidates": candidates, "chosen_level": best["level"], "chosen": chosen,
         "provenance": provenance(config=cfg.to_dict(), scale=cfg.scale, dataset=cfg.data.dataset,
