@@ -36,6 +36,10 @@ class ModelConfig:
     commitment_weight: float = 0.25  # "beta": weight of the commitment loss (Eq. 4)
     pq_variant: str = "official"  # "official" or "paper" (see equss.model.quantize)
     dropout: float = 0.1          # Dropout2d on backbone features inside the head
+    # False: one mask shared by both head branches and L_head's features (official EQUSS,
+    # model/dino_pqgo.py @da82dea); True: STEGO's three independent masks (src/modules.py
+    # DinoFeaturizer.forward @eb4d6b5: one per branch, a third on the features it returns)
+    dropout_per_branch: bool = False
     # Official EQUSS (model/dino_pqgo.py @da82dea) and STEGO (cfg.dropout) feed the
     # dropped-out backbone features to the correlation loss too; False uses clean features.
     loss_on_dropped_features: bool = True

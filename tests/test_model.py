@@ -114,3 +114,33 @@ def test_resize_labels_is_nearest_and_keeps_ignore():
     up = resize_labels(lab, 4)
     assert torch.equal(up[0], torch.tensor([[0, 0, 1, 1], [0, 0, 1, 1], [-1, -1, 2, 2], [-1, -1, 2, 2]]))
     assert torch.equal(resize_labels(up, (2, 2)), lab) and resize_labels(lab, 2) is lab
+
+
+@pytest.mark.parametrize("per_branch", [False, True])
+def test_dropout_masks_official_shared_and_stego_three(per_branch):
+    """model.dropout_per_branch=False: one Dropout2d mask shared by both head branches and
+    L_head's features (official EQUSS); True: STEGO's order per image batch: a mask for the
+    linear branch, one for the nonlinear branch, a third for the features L_head sees."""
+    model, _ = make(pq=False, **{"model.dropout": 0.5, "model.dropout_per_branch": str(per_branch).lower()})
+    assert model.head.dropout_per_branch is per_branch
+    feats, feats_pos, labels = batch()
+    torch.manual_seed(7)
+    got = model.training_losses(feats, feats_pos, labels)["corr"]
+
+    def mask(x):  # one fresh Dropout2d draw (whole channels zeroed with p 0.5)
+        return F.dropout2d(x, 0.5, training=True)
+
+    h = model.head
+    lin = lambda x: F.conv2d(x, h.linear.weight, h.linear.bias)  # noqa: E731
+    nonlin = lambda x: h.nonlinear(x)  # noqa: E731
+    torch.manual_seed(7)
+    if per_branch:
+        code = lin(mask(feats)) + nonlin(mask(feats))
+        f = mask(feats)
+        code_pos = lin(mask(feats_pos)) + nonlin(mask(feats_pos))
+        fp = mask(feats_pos)
+    else:
+        f, fp = mask(feats), mask(feats_pos)
+        code, code_pos = lin(f) + nonlin(f), lin(fp) + nonlin(fp)
+    ref = model.corr_loss(f, fp, code, code_pos).loss
+    torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-6)

@@ -43,7 +43,7 @@ class EQUSS(nn.Module):
         m, lc = cfg.model, cfg.loss
         self.cfg = cfg
         self.in_dim, self.n_classes = in_dim, n_classes
-        self.head = ProjectionHead(in_dim, m.head_dim, dropout=m.dropout)
+        self.head = ProjectionHead(in_dim, m.head_dim, dropout=m.dropout, dropout_per_branch=m.dropout_per_branch)
         self.quantizer = (
             ProductQuantizer(m.head_dim, m.num_codebooks, m.codebook_size,
                              codebook_weight=m.codebook_weight, commitment_weight=m.commitment_weight,
@@ -88,10 +88,18 @@ class EQUSS(nn.Module):
         lc = self.cfg.loss
         if self.cfg.model.objective == "supervised":
             return self._supervised_losses(feats, labels)
-        if self.cfg.model.loss_on_dropped_features and not self.head.dropout_per_branch:
+        dropped = self.cfg.model.loss_on_dropped_features
+        if dropped and not self.head.dropout_per_branch:
             # one dropout mask shared by the head and L_head's feature correlation (official)
             feats, feats_pos = self.head.dropout(feats), self.head.dropout(feats_pos)
             code, code_pos = self.head.project(feats), self.head.project(feats_pos)
+        elif dropped:
+            # STEGO: per image batch, one mask per branch, then a third on the features that
+            # L_head correlates (DinoFeaturizer.forward: cluster1, cluster2, returned feat)
+            code = self.head(feats)
+            feats = self.head.dropout(feats)
+            code_pos = self.head(feats_pos)
+            feats_pos = self.head.dropout(feats_pos)
         else:
             code, code_pos = self.head(feats), self.head(feats_pos)
         out = self._quantize(code)
