@@ -29,11 +29,53 @@ def git_commit(cwd: str | os.PathLike | None = None) -> str:
         return "unknown"
 
 
+# What produces the numbers: everything in the package but the notebook helpers
+# (equss/paper: tables, figures, claims) and the command-line front end.
+_NOT_IN_FINGERPRINT = ("paper", "cli.py", "__main__.py")
+
+
+def _code_text(path: Path) -> str:
+    """A source file as its syntax tree without docstrings (comments are not in the tree), so
+    editing prose does not change the fingerprint; YAML presets as their parsed values."""
+    import ast
+    import json
+
+    if path.suffix in (".yaml", ".yml"):
+        import yaml
+
+        return json.dumps(yaml.safe_load(path.read_text()), sort_keys=True)
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (isinstance(body, list) and body and isinstance(body[0], ast.Expr)
+                and isinstance(getattr(body[0], "value", None), ast.Constant)
+                and isinstance(body[0].value.value, str)):
+            node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree, include_attributes=False)
+
+
+def code_fingerprint(root: str | os.PathLike | None = None) -> str:
+    """12-hex hash of the code that trains and evaluates (``equss/`` without ``paper/`` and the
+    CLI front end; presets included).  Part of the run-cache key: a change of that code makes
+    cached runs stale instead of silently reused; a docstring or comment edit does not."""
+    import hashlib
+
+    root = Path(root) if root else Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for path in sorted(list(root.rglob("*.py")) + list(root.rglob("*.yaml"))):
+        rel = path.relative_to(root)
+        if rel.parts[0] in _NOT_IN_FINGERPRINT or "__pycache__" in rel.parts:
+            continue
+        h.update(str(rel.as_posix()).encode() + b"\0" + _code_text(path).encode() + b"\0")
+    return h.hexdigest()[:12]
+
+
 def provenance(**extra) -> dict:
     """A dict describing where and how a result was produced; ``extra`` adds run fields."""
     info = {
         "equss_version": __version__,
         "git_commit": git_commit(),
+        "code_fingerprint": code_fingerprint(),
         "time_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "host_platform": platform.platform(),
         "python": platform.python_version(),

@@ -95,3 +95,28 @@ def test_every_module_imports_in_dependency_order_in_a_fresh_interpreter():
                          cwd=PKG.parent, timeout=600)
     assert res.returncode == 0, res.stderr[-2000:]
     assert res.stdout.strip() == str(len(order))
+
+
+def test_code_fingerprint_sees_code_not_prose(tmp_path):
+    """The run-cache key's code fingerprint changes with code and presets, not with
+    docstrings, comments or the notebook helpers in equss/paper."""
+    import shutil
+
+    from equss.provenance import code_fingerprint
+
+    pkg = tmp_path / "equss"
+    shutil.copytree(PKG, pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    base = code_fingerprint(pkg)
+    assert base == code_fingerprint(PKG) and len(base) == 12
+    q = pkg / "model" / "quantize.py"
+    text = q.read_text()
+    q.write_text(text.replace('"""Product quantisation', '"""Edited prose. Product quantisation', 1) + "\n# a comment\n")
+    assert code_fingerprint(pkg) == base
+    (pkg / "paper" / "tables.py").write_text((pkg / "paper" / "tables.py").read_text() + "\nX = 1\n")
+    assert code_fingerprint(pkg) == base
+    q.write_text(text.replace("commitment_loss = F.mse_loss(z, z_q.detach())", "commitment_loss = F.mse_loss(z_q.detach(), z)"))
+    assert code_fingerprint(pkg) != base
+    q.write_text(text)
+    preset = pkg / "presets" / "paper.yaml"
+    preset.write_text(preset.read_text().replace("pos_intra_shift: 0.18", "pos_intra_shift: 0.19", 1))
+    assert code_fingerprint(pkg) != base

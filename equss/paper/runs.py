@@ -1,24 +1,35 @@
 """The run cache the notebooks use: train and evaluate a config once, reuse it after.
 
 Notebooks stay thin: they pick presets for their scale and call :func:`run` /
-:func:`baseline`, which train and evaluate once per config (the run cache is keyed by
-:meth:`equss.config.Config.key`, so Table 3's Q3 and Table 1's EQUSS row are one run)
-and return the evaluation dict with its provenance.
+:func:`baseline`, which train and evaluate once per config and code and return the
+evaluation dict with its provenance.
 
-Run cache: ``$EQUSS_CACHE/runs/<dataset>-<key>/`` (train folder + ``eval.json``).
+Run cache: ``$EQUSS_CACHE/runs/<dataset>-<config key>-<code fingerprint>/`` (train folder
++ ``eval*.json``).  The config key (:meth:`equss.config.Config.key`) makes Table 3's Q3 and
+Table 1's EQUSS row one run; the code fingerprint
+(:func:`equss.provenance.code_fingerprint`) makes a run trained by other code stale
+instead of silently reused.  A run that is retrained starts from an empty folder (no
+appended log, no stale ``best.pt``).
+
+Run records: with ``records=DIR`` every run also writes ``DIR/<run name>/`` with its
+resolved config, training log, evaluation JSON and provenance (no checkpoints): what the
+results folder commits, so every number in a table traces to one record.
 """
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
 from equss.config import Config, load_config
 from equss.paths import cache_dir
 from equss.io import write_json
+from equss.provenance import code_fingerprint
 
 # Which preset family a notebook uses at each scale (the proxy replaces the paper's datasets).
 PROXY_FAMILY = {"cocostuff27": "camvid", "cityscapes27": "camvid", "potsdam3": "dubai"}
@@ -58,21 +69,46 @@ def config(preset: str, scale: str, overrides: dict | list | None = None, data_r
     return load_config(preset, scale, overrides=ov)
 
 
+@functools.lru_cache(maxsize=None)
+def _code() -> str:
+    return code_fingerprint()
+
+
+def run_name(cfg: Config) -> str:
+    """Readable and unique: ``<preset>-seed<seed>-<config key>``."""
+    return f"{cfg.name}-seed{cfg.train.seed}-{cfg.key()}"
+
+
 def run_dir(cfg: Config) -> Path:
-    return cache_dir("runs") / f"{cfg.data.dataset}-{cfg.key()}"
+    return cache_dir("runs") / f"{cfg.data.dataset}-{cfg.key()}-{_code()}"
 
 
-def run(cfg: Config, crf: bool = False, flip: bool = True, progress: bool = True, retrain: bool = False) -> dict:
+def run(cfg: Config, crf: bool = False, flip: bool = True, progress: bool = True, retrain: bool = False,
+        records: str | os.PathLike | None = None) -> dict:
     """Train ``cfg`` (unless its run is cached) and evaluate its best checkpoint on the test split."""
     folder = run_dir(cfg)
     name = "eval" + ("_crf" if crf else "") + ("" if flip else "_noflip") + ".json"
     done = folder / name
-    if done.is_file() and not retrain:
-        return json.loads(done.read_text())
-    with _locked(folder):  # `make -j`: two notebooks needing the same run train it once
-        if done.is_file() and not retrain:
-            return json.loads(done.read_text())
-        return _train_and_evaluate(cfg, folder, done, crf, flip, progress, retrain)
+    if not (done.is_file() and not retrain):
+        with _locked(folder):  # `make -j`: two notebooks needing the same run train it once
+            if not (done.is_file() and not retrain):
+                _train_and_evaluate(cfg, folder, done, crf, flip, progress, retrain)
+    result = json.loads(done.read_text())
+    result["run_dir"] = str(folder)
+    result["run"] = run_name(cfg)
+    if records:
+        record(folder, Path(records) / result["run"])
+    return result
+
+
+def record(folder: Path, dest: Path) -> Path:
+    """Copy a run's record (config, log, evaluations, provenance; no checkpoints) to ``dest``."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for f in sorted(folder.iterdir()):
+        if f.name in ("config.yaml", "log.jsonl", "provenance.json", "baseline.json") or (
+                f.name.startswith("eval") and f.suffix == ".json"):
+            shutil.copyfile(f, dest / f.name)
+    return dest
 
 
 @contextlib.contextmanager
@@ -90,20 +126,30 @@ def _train_and_evaluate(cfg: Config, folder: Path, done: Path, crf: bool, flip: 
     from equss.pipeline.train import train
 
     if retrain or not (folder / "provenance.json").is_file():
-        train(cfg, folder, resume=(folder / "last.pt").is_file() and not retrain, progress=progress)
+        resume = (folder / "last.pt").is_file() and not retrain
+        if not resume:  # a fresh start: nothing of an earlier attempt may leak into this run
+            for f in folder.iterdir():
+                if f.name != ".lock":
+                    shutil.rmtree(f) if f.is_dir() else f.unlink()
+        train(cfg, folder, resume=resume, progress=progress)
     result = evaluate_checkpoint(folder / "best.pt", out=None, crf=crf, flip=flip, device=cfg.train.device,
                                  data_root=cfg.data.data_root, progress=progress)
-    result["run_dir"] = str(folder)
     write_json(done, result)
     return result
 
 
-def baseline(cfg: Config, progress: bool = True) -> dict:
+def baseline(cfg: Config, progress: bool = True, records: str | os.PathLike | None = None) -> dict:
     """The raw-backbone row (k-means + linear probe), cached like :func:`run`."""
     from equss.pipeline.baseline import run_baseline
 
-    folder = cache_dir("runs") / f"baseline-{cfg.data.dataset}-{cfg.key()}"
+    folder = cache_dir("runs") / f"baseline-{cfg.data.dataset}-{cfg.key()}-{_code()}"
     done = folder / "baseline.json"
-    if done.is_file():
-        return json.loads(done.read_text())
-    return run_baseline(cfg, out=folder, device=cfg.train.device, progress=progress)
+    if not done.is_file():
+        with _locked(folder):
+            if not done.is_file():
+                run_baseline(cfg, out=folder, device=cfg.train.device, progress=progress)
+    result = json.loads(done.read_text())
+    result["run"] = "baseline-" + run_name(cfg)
+    if records:
+        record(folder, Path(records) / result["run"])
+    return result
