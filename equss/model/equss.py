@@ -47,7 +47,7 @@ class EQUSS(nn.Module):
         self.quantizer = (
             ProductQuantizer(m.head_dim, m.num_codebooks, m.codebook_size,
                              codebook_weight=m.codebook_weight, commitment_weight=m.commitment_weight,
-                             variant=m.pq_variant)
+                             variant=m.pq_variant, normalize=m.pq_normalize == "l2")
             if m.pq else None
         )
         self.corr_loss = CorrelationLoss(

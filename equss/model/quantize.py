@@ -126,6 +126,9 @@ class ProductQuantizer(nn.Module):
             construction-time ``U(-1/K, 1/K)``, official ``"none"``).
         variant: ``"official"`` (raw codeword output) or ``"paper"`` (normalised
             codeword output and losses); see the module docstring.
+        normalize: L2-normalise subvectors and codewords before Eq. 2's distance (official
+            ``normalize: "l2"``, default); False keeps them raw (``normalize: "none"``, the
+            official COCO-27 config @6adb9cc: distances, losses and output on raw vectors).
 
     Attributes:
         codebooks: one ``nn.Parameter`` of shape (M, K, dim // M).
@@ -134,7 +137,7 @@ class ProductQuantizer(nn.Module):
 
     def __init__(self, dim: int, num_codebooks: int, codebook_size: int,
                  codebook_weight: float = 1.0, commitment_weight: float = 0.25,
-                 init: str = "xavier_uniform", variant: str = "official") -> None:
+                 init: str = "xavier_uniform", variant: str = "official", normalize: bool = True) -> None:
         super().__init__()
         if num_codebooks < 1:
             raise ValueError(f"num_codebooks (M) must be >= 1, got {num_codebooks}")
@@ -156,6 +159,7 @@ class ProductQuantizer(nn.Module):
         self.commitment_weight = commitment_weight
         self.init = init
         self.variant = variant
+        self.normalize = bool(normalize)
         self.codebooks = nn.Parameter(torch.empty(num_codebooks, codebook_size, self.sub_dim))
         bound = 1.0 / codebook_size  # official nn.Embedding re-init at construction
         nn.init.uniform_(self.codebooks, -bound, bound)
@@ -163,7 +167,10 @@ class ProductQuantizer(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"dim={self.dim}, M={self.num_codebooks}, K={self.codebook_size}, "
-                f"variant={self.variant!r}, init={self.init!r}")
+                f"variant={self.variant!r}, init={self.init!r}, normalize={self.normalize}")
+
+    def _norm(self, t: torch.Tensor, dim: int) -> torch.Tensor:
+        return F.normalize(t, dim=dim) if self.normalize else t
 
     @torch.no_grad()
     def reset_parameters(self, generator: Optional[torch.Generator] = None) -> None:
@@ -186,15 +193,15 @@ class ProductQuantizer(nn.Module):
     @torch.no_grad()
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Codes only, (B, M, H, W) int64; never initialises or changes state."""
-        z = F.normalize(self._split(x), dim=2)
-        codes = assign(z.transpose(2, 3), F.normalize(self.codebooks, dim=-1))
+        z = self._norm(self._split(x), 2)
+        codes = assign(z.transpose(2, 3), self._norm(self.codebooks, -1))
         return codes.view(x.shape[0], self.num_codebooks, *x.shape[2:])
 
     def forward(self, x: torch.Tensor) -> PQOutput:
         if self.training and not bool(self.initialized):
             self.reset_parameters()
-        z = F.normalize(self._split(x), dim=2)  # (B, M, d, HW): Eq. 1 subvectors, L2-normalised
-        cb_norm = F.normalize(self.codebooks, dim=-1)
+        z = self._norm(self._split(x), 2)  # (B, M, d, HW): Eq. 1 subvectors, L2-normalised
+        cb_norm = self._norm(self.codebooks, -1)
         codes = assign(z.detach().transpose(2, 3), cb_norm.detach())  # (B, M, HW), Eq. 2
         table = self.codebooks if self.variant == "official" else cb_norm
         books = torch.arange(self.num_codebooks, device=codes.device)[None, :, None]

@@ -83,9 +83,11 @@ def run_dir(cfg: Config) -> Path:
     return cache_dir("runs") / f"{cfg.data.dataset}-{cfg.key()}-{_code()}"
 
 
-def run(cfg: Config, crf: bool = False, flip: bool = True, progress: bool = True, retrain: bool = False,
+def run(cfg: Config, crf: bool = False, flip: bool | None = None, progress: bool = True, retrain: bool = False,
         records: str | os.PathLike | None = None) -> dict:
-    """Train ``cfg`` (unless its run is cached) and evaluate its best checkpoint on the test split."""
+    """Train ``cfg`` (unless its run is cached) and evaluate its best checkpoint on the test split
+    (flip averaging: ``cfg.eval.flip`` unless given)."""
+    flip = cfg.eval.flip if flip is None else flip
     folder = run_dir(cfg)
     name = "eval" + ("_crf" if crf else "") + ("" if flip else "_noflip") + ".json"
     done = folder / name

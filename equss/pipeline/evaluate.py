@@ -13,6 +13,7 @@ cluster->class assignment and the provenance (commit, config, checkpoint, data, 
 """
 from __future__ import annotations
 
+import argparse
 import os
 import time
 from pathlib import Path
@@ -87,7 +88,7 @@ def evaluate_cached(model, cache, n_classes: int, cfg: Config, device="cpu", fli
 
 
 def evaluate_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike | None = None, split: str | None = None,
-                        crf: bool = False, flip: bool = True, device: str = "auto", workers: int = 1,
+                        crf: bool = False, flip: bool | None = None, device: str = "auto", workers: int = 1,
                         data_root: str | None = None, progress: bool = True) -> dict:
     """Load a checkpoint, evaluate it on ``split`` (default: the config's test split), write eval.json."""
     from equss.data.features import get_or_build_features
@@ -102,6 +103,7 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike | 
     if data_root:
         cfg.data.data_root = data_root
     split = split or cfg.data.test_split
+    flip = cfg.eval.flip if flip is None else flip
     dataset = make_dataset(cfg, split)
     if dataset.n_classes != state["n_classes"]:
         raise EqussError(f"checkpoint has {state['n_classes']} classes but {cfg.data.dataset} has {dataset.n_classes}")
@@ -135,7 +137,7 @@ def format_result(result: dict) -> str:
 
 def _cmd_eval(args):
     out = args.out or str(Path(args.checkpoint).parent / "eval")
-    result = evaluate_checkpoint(args.checkpoint, out=out, split=args.split, crf=args.crf, flip=not args.no_flip,
+    result = evaluate_checkpoint(args.checkpoint, out=out, split=args.split, crf=args.crf, flip=args.flip,
                                  device=args.device, workers=args.workers, data_root=args.data_root)
     print(format_result(result))
     print(f"wrote {Path(out) / 'eval.json'}")
@@ -149,7 +151,9 @@ def register(sub):
     p.add_argument("--out", help="folder for eval.json (default: CHECKPOINT_DIR/eval)")
     p.add_argument("--split", help="dataset split (default: the config's test split)")
     p.add_argument("--crf", action="store_true", help="also evaluate with the dense CRF")
-    p.add_argument("--no-flip", action="store_true", help="do not average with the flipped image")
+    p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
+                   help="average with the horizontally flipped image (default: the checkpoint's eval.flip; "
+                        "official EQUSS: no, STEGO's eval script: yes)")
     p.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1), help="CRF worker processes")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--data-root", help="folder with the datasets (default: the config's, $EQUSS_DATA)")

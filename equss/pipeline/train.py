@@ -19,6 +19,7 @@ takes its share of every global batch (DistributedDataParallel; gloo on CPU, ncc
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import signal
@@ -33,7 +34,7 @@ from tqdm.auto import tqdm
 
 from equss.config import Config
 from equss.errors import EqussError
-from equss.device import resolve_device
+from equss.device import amp_dtype, resolve_device
 from equss.pipeline.inputs import BatchSource, make_backbone, make_dataset
 from equss.model import EQUSS
 from equss.pipeline.args import add_config_args, config_from_args
@@ -52,6 +53,15 @@ def seed_everything(seed: int) -> None:
 
 
 # ---------------------------------------------------------------------------- distributed
+def training_steps(cfg: Config, n_train: int) -> int:
+    """``train.steps``, or with ``train.epochs > 0`` the official epoch count in steps:
+    ``round(epochs * ceil(n_train / batch_size))`` (a partial last batch counts as a step)."""
+    tc = cfg.train
+    if tc.epochs > 0:
+        return max(1, round(tc.epochs * math.ceil(n_train / tc.batch_size)))
+    return tc.steps
+
+
 def dist_info() -> tuple[int, int, int]:
     """(rank, world size, local rank) from torchrun's environment; (0, 1, 0) otherwise."""
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
@@ -81,6 +91,7 @@ class Trainer:
         # and the model must not depend on whether the caches already existed
         seed_everything(cfg.train.seed)
         self.model = EQUSS(cfg, self.in_dim, self.n_classes).to(self.device)
+        self.total_steps = training_steps(cfg, len(self.train_set))
         self.loss_fn = _Losses(self.model)
         if self.world > 1:  # DDP hooks run on forward(): wrap the loss computation
             self.loss_fn = torch.nn.parallel.DistributedDataParallel(
@@ -91,8 +102,12 @@ class Trainer:
             "cluster": torch.optim.Adam(self.model.cluster_probe.parameters(), lr=tc.probe_lr),
             "linear": torch.optim.Adam(self.model.linear_probe.parameters(), lr=tc.probe_lr),
         }
-        self.use_amp = bool(tc.amp and self.device.type == "cuda")
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        # autocast: fp16 + GradScaler on CUDA as the official train.py (GradScaler(init_scale=2048,
+        # growth_interval=1000), l.394 @da82dea); bf16 on a CPU with native support (no scaler needed)
+        self.amp_dtype = amp_dtype(self.device, tc.amp)
+        self.use_amp = self.amp_dtype is not None
+        self.scaler = torch.amp.GradScaler("cuda", init_scale=2048, growth_interval=1000,
+                                           enabled=self.use_amp and self.device.type == "cuda")
         if resume and (self.out / "last.pt").is_file():
             self._resume(load_checkpoint(self.out / "last.pt"))
         elif resume:
@@ -111,6 +126,7 @@ class Trainer:
         self.n_classes = self.train_set.n_classes
         self.backbone = make_backbone(cfg, device=self.device)
         self.in_dim = self.backbone.embed_dim
+        self.weights_id = self.backbone.weights_id  # which weights file: recorded in provenance
         quiet = not (self.progress and self.rank == 0)
         path = cfg.train.input_path
         train_cache = get_or_build_features(self.backbone, self.train_set, device=self.device, progress=not quiet)
@@ -170,17 +186,18 @@ class Trainer:
         self.model.train()
         for o in self.optimizers.values():
             o.zero_grad(set_to_none=True)
-        with torch.autocast(self.device.type, enabled=self.use_amp):
+        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.use_amp):
             losses = self.loss_fn(batch.feats, batch.feats_pos, batch.labels)
         total = losses["total"]
         if not torch.isfinite(total):
             raise FloatingPointError(f"loss is {total.item()} at step {self.step}")
         self.scaler.scale(total).backward()
-        self.scaler.unscale_(self.optimizers["model"])
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.model_parameters(), tc.clip_grad)
-        for o in self.optimizers.values():
+        self.scaler.unscale_(self.optimizers["model"])  # only the model's: the probes are not clipped
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.model_parameters(),
+                                                   tc.clip_grad if tc.clip_grad > 0 else float("inf"))
+        for o in self.optimizers.values():  # official: scaler.update() after each optimiser step
             self.scaler.step(o)
-        self.scaler.update()
+            self.scaler.update()
         self.step += 1
         out = {k: float(v.detach()) for k, v in losses.items()}
         out["grad_norm"] = float(grad_norm)
@@ -216,11 +233,11 @@ class Trainer:
             (self.out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         handlers = self._install_signal_handlers()
         t0 = time.time()
-        bar = tqdm(total=tc.steps, initial=self.step, desc=f"train {cfg.name}", disable=not (self.progress and self.rank == 0),
+        bar = tqdm(total=self.total_steps, initial=self.step, desc=f"train {cfg.name}", disable=not (self.progress and self.rank == 0),
                    dynamic_ncols=True)
         last = {}
         try:
-            while self.step < tc.steps and not self.stop_requested:
+            while self.step < self.total_steps and not self.stop_requested:
                 try:
                     last = self.train_step()
                 except torch.OutOfMemoryError:
@@ -232,9 +249,9 @@ class Trainer:
                     raise EqussError(f"{exc}; stopped, the last good checkpoint is {self.out / 'last.pt'} (try a lower train.lr or other loss shifts)") from None
                 bar.update(1)
                 bar.set_postfix(loss=f"{last['total']:.4f}", corr=f"{last['corr']:.4f}")
-                if self.step % tc.log_every == 0 or self.step == tc.steps:
+                if self.step % tc.log_every == 0 or self.step == self.total_steps:
                     self.log({"step": self.step, "time": round(time.time() - t0, 3), **last})
-                if tc.val_every and (self.step % tc.val_every == 0 or self.step == tc.steps) and self.val_cache is not None:
+                if tc.val_every and (self.step % tc.val_every == 0 or self.step == self.total_steps) and self.val_cache is not None:
                     val = self.validate()
                     improved = val["cluster_mIoU"] >= self.best["cluster_mIoU"]
                     if improved:
@@ -257,7 +274,9 @@ class Trainer:
         if self.rank == 0:
             write_json(self.out / "provenance.json", provenance(
                 config=cfg.to_dict(), config_key=cfg.key(), scale=cfg.scale, dataset=cfg.data.dataset,
-                backbone=cfg.train.backbone, weights=cfg.train.weights, input_path=self.input_path,
+                backbone=cfg.train.backbone, weights=cfg.train.weights, backbone_weights=self.weights_id,
+                input_path=self.input_path, amp=str(self.amp_dtype).replace("torch.", "") if self.use_amp else "off",
+                seed=cfg.train.seed, total_steps=self.total_steps,
                 device=device_description(self.device), world_size=self.world, **summary))
         return summary
 
