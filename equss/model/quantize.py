@@ -204,8 +204,11 @@ class ProductQuantizer(nn.Module):
         cb_norm = self._norm(self.codebooks, -1)
         codes = assign(z.detach().transpose(2, 3), cb_norm.detach())  # (B, M, HW), Eq. 2
         table = self.codebooks if self.variant == "official" else cb_norm
-        books = torch.arange(self.num_codebooks, device=codes.device)[None, :, None]
-        z_q = table[books, codes].transpose(2, 3)  # (B, M, d, HW) selected codewords
+        b, m, d, hw = z.shape
+        # selected codewords (B, M, d, HW); a gather, whose backward (a scatter-add) is
+        # deterministic on the CPU, unlike advanced indexing's (exact resume relies on it)
+        z_q = torch.gather(table.transpose(1, 2).unsqueeze(0).expand(b, m, d, self.codebook_size), 3,
+                           codes.unsqueeze(2).expand(b, m, d, hw))
         codebook_loss = F.mse_loss(z_q, z.detach())  # Eq. 3
         commitment_loss = F.mse_loss(z, z_q.detach())  # Eq. 4
         quantized = z + (z_q - z).detach()  # straight-through, as the official code
