@@ -205,3 +205,19 @@ def test_chunked_assignment_equals_single_block():
         torch.testing.assert_close(assign(z, books, chunk_elements=chunk), full)
     brute = ((z[:, :, None, :] - books[:, None, :, :]) ** 2).sum(-1).argmin(-1)
     torch.testing.assert_close(full, brute)
+
+
+def test_normalize_none_searches_raw_vectors():
+    """normalize=False (official `normalize: none`, COCO-27 @6adb9cc): Eq. 2's nearest codeword
+    by raw squared distance (brute force), and the losses on raw vectors."""
+    torch.manual_seed(0)
+    pq = ProductQuantizer(dim=12, num_codebooks=3, codebook_size=5, normalize=False).train()
+    x = torch.randn(2, 12, 3, 4) * 3
+    out = pq(x)  # first training forward: xavier re-init, then quantise
+    cb = pq.codebooks.detach()
+    sub = x.reshape(2, 3, 4, 12).permute(0, 1, 3, 2)  # (B, M, HW, d)
+    ref = torch.cdist(sub.double(), cb.double()[None].expand(2, -1, -1, -1)).argmin(-1)  # (B, M, HW)
+    assert torch.equal(out.codes.reshape(2, 3, 12), ref)
+    zq = torch.stack([cb[m][ref[:, m]] for m in range(3)], 1).permute(0, 1, 3, 2).reshape(2, 12, 3, 4)
+    torch.testing.assert_close(out.quantized, zq, atol=1e-6, rtol=0)
+    torch.testing.assert_close(out.commitment_loss, ((x - zq) ** 2).mean(), atol=1e-6, rtol=1e-5)
