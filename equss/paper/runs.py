@@ -19,6 +19,7 @@ from pathlib import Path
 from equss.config import Config, load_config
 from equss.paths import cache_dir
 from equss.io import write_json
+from equss.progress import note
 
 # Which preset family a notebook uses at each scale (the proxy replaces the paper's datasets).
 PROXY_FAMILY = {"cocostuff27": "camvid", "cityscapes27": "camvid", "potsdam3": "dubai"}
@@ -68,11 +69,22 @@ def run(cfg: Config, crf: bool = False, flip: bool = True, progress: bool = True
     name = "eval" + ("_crf" if crf else "") + ("" if flip else "_noflip") + ".json"
     done = folder / name
     if done.is_file() and not retrain:
+        note(f"run {describe(cfg)}: cached ({folder.name})")
         return json.loads(done.read_text())
     with _locked(folder):  # `make -j`: two notebooks needing the same run train it once
         if done.is_file() and not retrain:
+            note(f"run {describe(cfg)}: cached ({folder.name})")
             return json.loads(done.read_text())
+        note(f"run {describe(cfg)}: training and evaluating ({folder.name})")
         return _train_and_evaluate(cfg, folder, done, crf, flip, progress, retrain)
+
+
+def describe(cfg: Config) -> str:
+    """A short human name for a run's config (for progress lines)."""
+    m, t = cfg.model, cfg.train
+    pq = f", PQ M={m.num_codebooks} K={m.codebook_size}" if m.pq else ", no PQ"
+    sup = ", supervised" if m.objective == "supervised" else ""
+    return f"{cfg.name} [{cfg.data.dataset}, d={m.head_dim}{pq}{sup}, {t.steps} steps]"
 
 
 @contextlib.contextmanager
@@ -105,5 +117,7 @@ def baseline(cfg: Config, progress: bool = True) -> dict:
     folder = cache_dir("runs") / f"baseline-{cfg.data.dataset}-{cfg.key()}"
     done = folder / "baseline.json"
     if done.is_file():
+        note(f"baseline {cfg.data.dataset}: cached ({folder.name})")
         return json.loads(done.read_text())
+    note(f"baseline {cfg.data.dataset}: k-means and linear probe on the raw features ({folder.name})")
     return run_baseline(cfg, out=folder, device=cfg.train.device, progress=progress)
