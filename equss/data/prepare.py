@@ -27,6 +27,7 @@ from tqdm import tqdm
 from equss.errors import EqussError
 from equss import paths
 from equss.data.base import image_size
+from equss.data import camvid
 from equss.data.camvid import CAMVID_DIGESTS, CAMVID_URL, camvid_digests
 
 # per dataset: (relative path that must exist, what it is / how to get it)
@@ -166,7 +167,7 @@ def download_camvid(data_root: str | Path, url: str = CAMVID_URL, *, verify: boo
             raise EqussError(f"download of {url} failed ({exc}); check the network or download "
                              f"the zip by hand and unzip its CamVid/ folder into {data_root}") from None
         part.rename(dest)
-    verify = (url == CAMVID_URL) if verify is None else verify
+    verify = (url == camvid.CAMVID_URL) if verify is None else verify  # the pinned commit's zip
     return extract_camvid(dest, data_root, expected=CAMVID_DIGESTS if verify else None)
 
 
