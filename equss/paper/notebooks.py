@@ -112,8 +112,9 @@ def execute(name: str, scale: str = "proxy", results: str | None = None, data_ro
     try:
         pm.execute_notebook(str(src), str(dst), parameters=params, cwd=str(NOTEBOOK_DIR), kernel_name="python3",
                             progress_bar={"desc": f"{name} (cells)", "unit": "cell"} if progress else False,
-                            # the kernel's own warnings (e.g. "running over TCP without encryption") are noise here
-                            extra_arguments=["--IPKernelApp.log_level=ERROR"])
+                            # the kernel's own log ("running over TCP without encryption", "KeyboardInterrupt
+                            # caught in kernel" at shutdown) is noise here; errors in cells still stop the run
+                            extra_arguments=["--IPKernelApp.log_level=CRITICAL"])
     finally:
         if progress:
             echo.stop()
