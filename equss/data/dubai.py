@@ -120,7 +120,7 @@ class DubaiAerial(SegDataset):
         key += [mtime_key(td / "images", td / "masks") for td in tile_dirs]
 
         def build():
-            from tqdm import tqdm
+            from equss.progress import bar as progress_bar
             samples = []
             pairs = []
             for td in tile_dirs:
@@ -128,7 +128,7 @@ class DubaiAerial(SegDataset):
                 if not imgs:
                     raise EqussError(f"folder {td / 'images'} has no images; {_HINT}")
                 pairs += [(td, p) for p in imgs]
-            for td, img in tqdm(pairs, desc=f"indexing dubai-aerial {self.split}", leave=False,
+            for td, img in progress_bar(pairs, desc=f"indexing dubai-aerial {self.split}", leave=False,
                                 disable=len(pairs) < 20):
                 mask = td / "masks" / (img.stem + ".png")
                 w, h = image_size(img, "image")

@@ -242,14 +242,14 @@ def get_or_build_features(backbone, dataset, batch_size: int = 8, num_workers: i
     lab_dtype = _label_dtype(n_classes)
     lab_info = np.iinfo(lab_dtype)
 
-    from tqdm import tqdm
+    from equss.progress import bar as progress_bar
 
     todo = dataset if done == 0 else torch.utils.data.Subset(dataset, range(done, n))
     loader = torch.utils.data.DataLoader(todo, batch_size=batch_size, shuffle=False,
                                          num_workers=num_workers, drop_last=False)
     was_training = backbone.training
     backbone.eval()
-    bar = tqdm(total=n, initial=done, desc=f"features {key['backbone']} / {key['preproc_id']}",
+    bar = progress_bar(total=n, initial=done, desc=f"features {key['backbone']} / {key['preproc_id']}",
                unit="img", disable=not progress)
     try:
         with torch.inference_mode():

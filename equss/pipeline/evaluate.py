@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from equss.progress import bar as progress_bar
 
 from equss.config import Config
 from equss.errors import EqussError
@@ -65,7 +65,7 @@ def evaluate_cached(model, cache, n_classes: int, cfg: Config, device="cpu", fli
             raise ValueError("CRF evaluation needs the image dataset")
     preds_out = {"cluster": [], "linear": []}
     n = len(cache)
-    for start in tqdm(range(0, n, batch_size), desc="eval", disable=not progress, dynamic_ncols=True):
+    for start in progress_bar(range(0, n, batch_size), desc="eval", disable=not progress, dynamic_ncols=True):
         idx = list(range(start, min(n, start + batch_size)))
         feats, labels = cache.batch(idx)
         feats = feats.to(device)

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import yaml
-from tqdm.auto import tqdm
+from equss.progress import bar as progress_bar
 
 from equss.config import Config
 from equss.errors import EqussError
@@ -233,7 +233,7 @@ class Trainer:
             (self.out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         handlers = self._install_signal_handlers()
         t0 = time.time()
-        bar = tqdm(total=self.total_steps, initial=self.step, desc=f"train {cfg.name}", disable=not (self.progress and self.rank == 0),
+        bar = progress_bar(total=self.total_steps, initial=self.step, desc=f"train {cfg.name}", disable=not (self.progress and self.rank == 0),
                    dynamic_ncols=True)
         last = {}
         try:

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
-from tqdm.auto import tqdm
+from equss.progress import bar as progress_bar
 
 from equss.config import Config, replace
 from equss.errors import EqussError
@@ -114,7 +114,7 @@ def tune(cfg: Config, out: str | Path, levels=(0.5, 0.6, 0.7, 0.8), steps: int =
         write_json(out / "tune.json", record)
         (out / "tuned.yaml").write_text(yaml.safe_dump({"loss": chosen}, sort_keys=False))
         return record
-    for level in tqdm(levels, desc="tune candidates", disable=not progress):
+    for level in progress_bar(levels, desc="tune candidates", disable=not progress):
         shifts = candidate_shifts(samples, level)
         cand_cfg = replace(cfg, loss=shifts, train={"steps": steps, "val_every": steps, "ckpt_every": steps})
         qs = parse_level(level)

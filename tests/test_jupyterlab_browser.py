@@ -1,0 +1,128 @@
+"""An executed notebook keeps its figure and no progress output, and JupyterLab shows that
+figure in a real browser.
+
+Fig. 6 is executed at smoke scale (one M x K cell) by the same runner as ``make
+reproduce-fig6``.  The browser check starts JupyterLab headless on a free localhost port,
+opens the executed notebook in Chromium (selenium + chromedriver; skipped where they are
+absent: ``apt-get install chromium chromium-driver``) and waits for the figure's ``<img>``
+in an output area.  The screenshot goes to ``$EQUSS_SCREENSHOT`` when set (the README's
+``results/jupyterlab_fig6.png`` was made so), else into the test's temporary folder.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from equss.paper import notebooks as runner
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def executed(data_root, tmp_path_factory) -> Path:
+    results = tmp_path_factory.mktemp("smoke-results")
+    return runner.execute("fig6_mk_grid", scale="smoke", results=str(results), data_root=str(data_root),
+                          extra={"Ms": [4], "Ks": [8]}, progress=False)
+
+
+def test_executed_notebook_keeps_figure_not_progress(executed):
+    nb = nbformat.read(executed, as_version=4)
+    outputs = [o for c in nb.cells for o in c.get("outputs", [])]
+    streams = [o for o in outputs if o.output_type == "stream"]
+    assert sum("image/png" in o.get("data", {}) for o in outputs) == 1  # the heatmap, inline
+    assert len(streams) <= 2, [o.text[:80] for o in streams]  # "writing to ..." (and nothing from the bars)
+    assert not any("it/s" in o.text or "ETA" in o.text for o in streams)
+    assert (executed.parent.parent / "fig6.png").is_file()  # and saved beside the tables
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _browser():
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    driver = shutil.which("chromedriver")
+    if not (chromium and driver):
+        pytest.skip("Chromium and chromedriver not installed (apt-get install chromium chromium-driver)")
+    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = chromium
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--no-first-run", "--window-size=1400,1000", f"--user-data-dir={Path(os.environ['EQUSS_CACHE']) / 'chromium-profile'}"):
+        opts.add_argument(arg)
+    return webdriver.Chrome(options=opts, service=Service(executable_path=driver))
+
+
+@pytest.fixture
+def jupyterlab(executed, tmp_path):
+    """JupyterLab serving the executed results folder; yields its base URL and token."""
+    pytest.importorskip("jupyterlab")
+    root = executed.parent.parent
+    port, token = _free_port(), "equss-test"
+    env = dict(os.environ, JUPYTER_CONFIG_DIR=str(tmp_path / "config"), JUPYTER_DATA_DIR=str(tmp_path / "data"),
+               JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"), JUPYTERLAB_WORKSPACES_DIR=str(tmp_path / "ws"),
+               JUPYTERLAB_SETTINGS_DIR=str(tmp_path / "settings"))
+    # no news / update toasts over the notebook (and no network)
+    notif = tmp_path / "settings" / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
+    notif.parent.mkdir(parents=True)
+    notif.write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
+    proc = subprocess.Popen([sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
+                             f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
+                             "--ServerApp.port_retries=0", *(["--allow-root"] if os.geteuid() == 0 else [])],
+                            env=env, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "lab.log", "w"))
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(240):
+            try:
+                urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=2)
+                break
+            except OSError:
+                if proc.poll() is not None:
+                    pytest.fail("JupyterLab exited: " + (tmp_path / "lab.log").read_text()[-2000:])
+                time.sleep(0.5)
+        else:
+            pytest.fail("JupyterLab did not start in 120 s: " + (tmp_path / "lab.log").read_text()[-2000:])
+        yield url, token
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def test_jupyterlab_renders_the_figure(jupyterlab, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    url, token = jupyterlab
+    driver = _browser()
+    try:
+        driver.get(f"{url}/lab/tree/notebooks/fig6_mk_grid.ipynb?token={token}")
+        imgs = WebDriverWait(driver, 180, poll_frequency=1).until(
+            lambda d: [i for i in d.find_elements(By.CSS_SELECTOR, ".jp-OutputArea-output img")
+                       if i.get_attribute("src").startswith("data:image/png") and i.size["width"] > 100])
+        img = imgs[0]
+        assert driver.execute_script("return arguments[0].complete && arguments[0].naturalWidth", img) > 100
+        driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", img)
+        time.sleep(1)
+        shot = Path(os.environ.get("EQUSS_SCREENSHOT") or tmp_path / "jupyterlab_fig6.png")
+        shot.parent.mkdir(parents=True, exist_ok=True)
+        assert driver.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
+    finally:
+        driver.quit()
