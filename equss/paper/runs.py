@@ -90,7 +90,7 @@ def run(cfg: Config, crf: bool = False, flip: bool | None = None, progress: bool
     (flip averaging: ``cfg.eval.flip`` unless given)."""
     flip = cfg.eval.flip if flip is None else flip
     folder = run_dir(cfg)
-    name = "eval" + ("_crf" if crf else "") + ("" if flip else "_noflip") + ".json"
+    name = "eval" + ("_flip" if flip else "") + ("_crf" if crf else "") + ".json"  # official protocol: eval.json
     done = folder / name
     if not (done.is_file() and not retrain):
         with _locked(folder):  # `make -j`: two notebooks needing the same run train it once
