@@ -9,14 +9,13 @@ Run cache: ``$EQUSS_CACHE/runs/<dataset>-<key>/`` (train folder + ``eval.json``)
 """
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import os
 import tempfile
 from pathlib import Path
 
 from equss.config import Config, load_config
+from equss.locks import folder_lock
 from equss.paths import cache_dir
 from equss.io import write_json
 
@@ -69,19 +68,10 @@ def run(cfg: Config, crf: bool = False, flip: bool = True, progress: bool = True
     done = folder / name
     if done.is_file() and not retrain:
         return json.loads(done.read_text())
-    with _locked(folder):  # `make -j`: two notebooks needing the same run train it once
+    with folder_lock(folder, wait=True):  # `make -j`: two notebooks needing the same run train it once
         if done.is_file() and not retrain:
             return json.loads(done.read_text())
         return _train_and_evaluate(cfg, folder, done, crf, flip, progress, retrain)
-
-
-@contextlib.contextmanager
-def _locked(folder: Path):
-    """An exclusive lock on a run folder (released when the lock file closes)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / ".lock", "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        yield
 
 
 def _train_and_evaluate(cfg: Config, folder: Path, done: Path, crf: bool, flip: bool, progress: bool,
@@ -90,7 +80,9 @@ def _train_and_evaluate(cfg: Config, folder: Path, done: Path, crf: bool, flip: 
     from equss.pipeline.train import train
 
     if retrain or not (folder / "provenance.json").is_file():
-        train(cfg, folder, resume=(folder / "last.pt").is_file() and not retrain, progress=progress)
+        resume = (folder / "last.pt").is_file() and not retrain
+        # a cache folder: anything there that is not resumable is ours to replace
+        train(cfg, folder, resume=resume, overwrite=not resume, progress=progress)
     result = evaluate_checkpoint(folder / "best.pt", out=None, crf=crf, flip=flip, device=cfg.train.device,
                                  data_root=cfg.data.data_root, progress=progress)
     result["run_dir"] = str(folder)
