@@ -189,8 +189,7 @@ def coerce(value: Any, tp, where: str) -> Any:
     empty string means None for optional fields."""
     base, optional = _unwrap_optional(tp)
     bad = EqussError(f"{where} must be {_type_name(base, optional)}, got {value!r}")
-    if value is None or (optional and isinstance(value, str) and value.strip() == "" and base is not str) \
-            or (optional and base is str and value == ""):
+    if value is None or (optional and isinstance(value, str) and value.strip() == ""):
         if optional:
             return None
         raise bad
@@ -321,6 +320,7 @@ def load_config(preset: str | None = None, scale: str | None = None, file: str |
                 overrides: list[str] | dict | None = None) -> Config:
     """Build a :class:`Config`: defaults < preset < scale section of the preset < file < overrides."""
     cfg = Config()
+    errors: list[str] = []
     scale = scale or "proxy"
     if scale not in SCALES:
         raise EqussError(f"unknown scale {scale!r}; valid: {', '.join(SCALES)}")
@@ -345,13 +345,22 @@ def load_config(preset: str | None = None, scale: str | None = None, file: str |
                              f"({getattr(exc, 'problem', None) or type(exc).__name__}); fix the file") from None
         except (OSError, UnicodeDecodeError) as exc:
             raise EqussError(f"cannot read config file {file!r} ({exc}); pass a readable YAML file") from None
-        apply_dict(cfg, data, f"config file {file}")
+        _collect(errors, apply_dict, cfg, data, f"config file {file}")
     if isinstance(overrides, dict):
-        apply_dict(cfg, overrides, "overrides")
+        _collect(errors, apply_dict, cfg, overrides, "overrides")
     else:
-        apply_dict(cfg, parse_overrides(overrides), "command line")
-    validate(cfg)
+        _collect(errors, apply_dict, cfg, parse_overrides(overrides), "command line")
+    _collect(errors, validate, cfg)  # range errors too, not only the first stage's
+    if errors:
+        raise EqussError("\n".join(dict.fromkeys(errors)))
     return cfg
+
+
+def _collect(errors: list, fn, *args) -> None:
+    try:
+        fn(*args)
+    except EqussError as exc:
+        errors.extend(str(exc).splitlines())
 
 
 def _check_rule(where: str, value, rule: tuple) -> str | None:

@@ -247,7 +247,7 @@ def _preflight(path: Path, nbytes: int) -> None:
     would otherwise die with SIGBUS)."""
     free = shutil.disk_usage(path).free
     if nbytes > free:
-        raise EqussError(f"the feature cache needs {_human(nbytes)} but only {_human(free)} is free on the disk "
+        raise EqussError(f"the feature cache needs {human_size(nbytes)} but only {human_size(free)} is free on the disk "
                          f"of {path}; free space or set EQUSS_CACHE to a folder on a larger disk")
 
 
@@ -262,12 +262,14 @@ def _allocate(file: Path) -> None:
         os.close(fd)
 
 
-def _human(nbytes: float) -> str:
+def human_size(nbytes: float) -> str:
+    """``1536`` -> ``"1.5 KiB"``."""
+    size = float(nbytes)
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if nbytes < 1024 or unit == "TiB":
-            return f"{nbytes:.1f} {unit}"
-        nbytes /= 1024
-    return f"{nbytes:.1f} TiB"
+        if size < 1024 or unit == "TiB":
+            return f"{size:.1f} {unit}" if unit != "B" else f"{int(size)} B"
+        size /= 1024
+    return f"{size:.1f} TiB"
 
 
 def get_or_build_features(backbone, dataset, batch_size: int = 8, num_workers: int = 0,

@@ -2,19 +2,10 @@
 dataset split from the command line (training builds both on first use anyway)."""
 from __future__ import annotations
 
-from equss.data.features import get_or_build_features
+from equss.data.features import get_or_build_features, human_size
 from equss.data.knn import DEFAULT_K, get_or_build_knn, knn_path
 from equss.device import resolve_device
 from equss.pipeline.args import nonnegative_int, positive_int
-
-
-def human_size(nbytes: int) -> str:
-    size = float(nbytes)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if size < 1024 or unit == "TiB":
-            return f"{size:.1f} {unit}" if unit != "B" else f"{int(size)} B"
-        size /= 1024
-    return f"{size:.1f} TiB"
 
 
 def add_input_arguments(p) -> None:

@@ -75,12 +75,19 @@ class Trainer:
         self.cfg, self.out, self.progress = cfg, Path(out), progress
         self.overwrite = bool(overwrite) and not resume
         self.rank, self.world, local_rank = dist_info()
+        created = not self.out.exists()
         self._lock = locks.acquire(self.out) if self.rank == 0 else None
         try:
             self._check_run_folder(resume)
             self._init(cfg, resume, local_rank)
         except BaseException:
             self.close()
+            if created and self.rank == 0:  # a run that never started leaves no folder behind
+                try:
+                    (self.out / locks.LOCK_NAME).unlink(missing_ok=True)
+                    self.out.rmdir()
+                except OSError:
+                    pass
             raise
 
     def _check_run_folder(self, resume: bool):
@@ -103,7 +110,10 @@ class Trainer:
             self._lock = None
 
     def __del__(self):
-        self.close()
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - at interpreter exit the modules may be gone
+            pass
 
     def _init(self, cfg: Config, resume: bool, local_rank: int):
         if self.world > 1 and not dist.is_initialized():
