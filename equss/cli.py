@@ -3,8 +3,11 @@
 Each subcommand lives in the module that implements it: the module defines
 ``register(subparsers)`` which adds its parser and sets ``func`` (a callable taking the
 parsed ``argparse.Namespace`` and returning an exit code or None).  User errors are
-raised as :class:`equss.errors.EqussError`; they are printed as one line
-(``equss: error: ...``) with exit code 2, and with a traceback only under ``--debug``.
+raised as :class:`equss.errors.EqussError`; they are printed as one line each
+(``equss: error: ...``) with exit code 2 (130 / 143 for a training stopped by SIGINT /
+SIGTERM), and with a traceback only under ``--debug`` (accepted before or after the
+subcommand).  An operating-system error (disk full, unwritable folder) is one line too,
+exit code 1.
 """
 from __future__ import annotations
 
@@ -37,12 +40,21 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in SUBCOMMAND_MODULES:
         importlib.import_module(name).register(sub)
+    for p in set(sub.choices.values()):  # `equss train --debug ...` as well as `equss --debug train`
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help="show full tracebacks on errors")
     return parser
+
+
+def _print_error(message: str) -> None:
+    for line in str(message).splitlines() or [""]:
+        print(f"equss: error: {line}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # for "resume with: equss ..." hints
     if not getattr(args, "func", None):
         parser.print_help()
         return 1
@@ -51,11 +63,18 @@ def main(argv: list[str] | None = None) -> int:
     except EqussError as exc:
         if args.debug:
             raise
-        print(f"equss: error: {exc}", file=sys.stderr)
-        return 2
+        _print_error(str(exc))
+        return exc.exit_code
     except KeyboardInterrupt:
         print("equss: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:  # disk full, read-only or missing folder: the environment, not a bug
+        if args.debug:
+            raise
+        what = f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
+        _print_error(f"{what} (operating-system error; check free space and permissions, "
+                     "or run `equss --debug ...` for the traceback)")
+        return 1
     return int(code or 0)
 
 

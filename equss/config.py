@@ -10,8 +10,13 @@ saved with every checkpoint and run folder.
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import hashlib
 import json
+import math
+import re
+import types
+import typing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -157,38 +162,144 @@ class Config:
 SECTIONS = {"model": ModelConfig, "loss": LossConfig, "data": DataConfig, "train": TrainConfig,
             "eval": EvalConfig}
 
+# Range and choice rules, checked by :func:`validate` after every field's type (which comes
+# from the dataclass annotation, so new fields are type-checked without an entry here).
+# ``fnmatch`` patterns on ``section.key``; the first matching rule applies.  A rule is a
+# bound string (``">=1"``, ``">0"``, ``"[0,1)"``), a tuple of allowed values, or a regular
+# expression (``re.Pattern``); an optional third item explains the bound.
+RULES: list[tuple] = [
+    ("model.head_dim", ">=1"), ("model.num_codebooks", ">=1"), ("model.codebook_size", ">=1"),
+    ("model.dropout", "[0,1)"), ("model.extra_clusters", ">=0"),
+    ("model.pq_variant", ("official", "paper")), ("model.objective", ("unsupervised", "supervised")),
+    ("model.pq_normalize", ("l2", "none")),
+    ("*_weight", ">=0"),
+    ("loss.feature_samples", ">=1"), ("loss.neg_samples", ">=0"),
+    ("data.resolution", ">=1"), ("data.eval_resolution", ">=1"), ("data.num_neighbors", ">=1"),
+    ("data.knn_k", ">=2"), ("data.probe_label_size", ">=0"), ("data.max_images", ">=0"),
+    ("data.*_split", re.compile(r"\S+"), "a split name"), ("data.dataset", re.compile(r"\S+"), "a dataset name"),
+    ("train.steps", ">=1"),
+    ("train.batch_size", ">=2", "negative pairs need another image in the batch"),
+    ("train.epochs", ">=0", "0 = use train.steps"),
+    ("train.lr", ">0"), ("train.probe_lr", ">0"), ("train.clip_grad", ">=0", "0 = no clipping"), ("train.seed", ">=0"),
+    ("train.val_every", ">=0", "0 = no validation"), ("train.ckpt_every", ">=1"), ("train.log_every", ">=1"),
+    ("train.num_workers", ">=0"), ("train.input_path", ("auto", "cache", "online")),
+    ("train.device", re.compile(r"auto|cpu|cuda(:\d+)?"), "auto, cpu, cuda or cuda:N"),
+    ("train.backbone", re.compile(r"\S+"), "a backbone name"),
+]
 
-def _coerce(value: Any, current: Any, where: str) -> Any:
-    if isinstance(value, str) and not isinstance(current, str):
-        try:
-            value = yaml.safe_load(value)
-        except yaml.YAMLError as exc:
-            raise EqussError(f"cannot parse value for {where}: {exc}") from None
-    if isinstance(current, bool) and not isinstance(value, bool):
-        raise EqussError(f"{where} expects true/false, got {value!r}")
-    if isinstance(current, int) and not isinstance(current, bool) and isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    return value
+_TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
 
 
-def apply_dict(cfg: Config, data: dict, origin: str = "config") -> Config:
-    """Apply a nested dict ``{section: {key: value}}`` (or top-level name/scale) to ``cfg``."""
-    for sec, values in (data or {}).items():
+def _field_types(cls) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _unwrap_optional(tp) -> tuple[Any, bool]:
+    """``int | None`` -> (int, True); ``int`` -> (int, False)."""
+    args = typing.get_args(tp)
+    if typing.get_origin(tp) in (typing.Union, types.UnionType) and type(None) in args:
+        rest = [a for a in args if a is not type(None)]
+        return (rest[0] if len(rest) == 1 else Any), True
+    return tp, False
+
+
+def _type_name(tp, optional: bool) -> str:
+    name = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(tp, getattr(tp, "__name__", str(tp)))
+    return name + (" (empty for none)" if optional else "")
+
+
+def coerce(value: Any, tp, where: str) -> Any:
+    """``value`` (a YAML value, or the text of a ``--set``) as the field type ``tp``; EqussError
+    naming the field, the value and what is allowed otherwise.  Strings are parsed for
+    non-string fields; for string fields they are taken literally (``~`` stays ``~``); an
+    empty string means None for optional fields."""
+    base, optional = _unwrap_optional(tp)
+    bad = EqussError(f"{where} must be {_type_name(base, optional)}, got {value!r}")
+    if value is None or (optional and isinstance(value, str) and value.strip() == ""):
+        if optional:
+            return None
+        raise bad
+    if base is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
+            return value.strip().lower() in _TRUE
+        raise bad
+    if base is int:
+        if isinstance(value, bool):
+            raise bad
+        if isinstance(value, str):
+            text = value.strip()
+            try:
+                return int(text)
+            except ValueError:
+                try:
+                    value = float(text)
+                except ValueError:
+                    raise bad from None
+        if isinstance(value, float):
+            if math.isfinite(value) and value.is_integer():
+                return int(value)
+            raise bad
+        if isinstance(value, int):
+            return value
+        raise bad
+    if base is float:
+        if isinstance(value, bool):
+            raise bad
+        if isinstance(value, str):
+            try:
+                value = float(value.strip())
+            except ValueError:
+                raise bad from None
+        if isinstance(value, (int, float)):
+            if not math.isfinite(float(value)):
+                raise EqussError(f"{where} must be a finite number, got {value!r}")
+            return float(value)
+        raise bad
+    if base is str:
+        if isinstance(value, str):
+            return value
+        raise bad
+    return value  # other annotations: taken as given
+
+
+def apply_dict(cfg: Config, data: Any, origin: str = "config") -> Config:
+    """Apply a nested dict ``{section: {key: value}}`` (or top-level name/scale) to ``cfg``.
+
+    Every value is converted to its field's declared type (:func:`coerce`); all problems
+    are collected and raised together as one :class:`EqussError`, one line each.
+    """
+    if data is None:
+        return cfg
+    if not isinstance(data, dict):
+        raise EqussError(f"{origin} must be a mapping of sections (model, loss, data, train), got {type(data).__name__}")
+    errors = []
+    for sec, values in data.items():
         if sec in ("name", "scale"):
             setattr(cfg, sec, str(values))
             continue
         if sec not in SECTIONS:
-            raise EqussError(f"unknown config section {sec!r} in {origin}; valid: name, scale, {', '.join(SECTIONS)}")
+            errors.append(f"unknown config section {sec!r} in {origin}; valid: name, scale, {', '.join(SECTIONS)}")
+            continue
+        if values is None:
+            continue
         if not isinstance(values, dict):
-            raise EqussError(f"section {sec!r} in {origin} must be a mapping")
+            errors.append(f"section {sec!r} in {origin} must be a mapping of key: value, got {values!r}")
+            continue
         obj = getattr(cfg, sec)
+        hints = _field_types(type(obj))
         valid = {f.name for f in fields(obj)}
         for key, value in values.items():
             if key not in valid:
-                raise EqussError(f"unknown config key {sec}.{key} in {origin}; valid keys: {', '.join(sorted(valid))}")
-            setattr(obj, key, _coerce(value, getattr(obj, key), f"{sec}.{key}"))
+                errors.append(f"unknown config key {sec}.{key} in {origin}; valid keys: {', '.join(sorted(valid))}")
+                continue
+            try:
+                setattr(obj, key, coerce(value, hints[key], f"{sec}.{key}"))
+            except EqussError as exc:
+                errors.append(f"{exc} (in {origin})")
+    if errors:
+        raise EqussError("\n".join(errors))
     return cfg
 
 
@@ -205,9 +316,10 @@ def parse_overrides(items: list[str] | None) -> dict:
 
 
 def list_presets() -> list[str]:
+    """Names of the presets a user can pick (internal ones, named ``_...``, left out)."""
     names = []
     for path in sorted(PRESET_DIR.glob("*.yaml")):
-        names.extend(yaml.safe_load(path.read_text())["presets"].keys())
+        names.extend(n for n in yaml.safe_load(path.read_text())["presets"] if not n.startswith("_"))
     return names
 
 
@@ -219,8 +331,9 @@ def _preset_table() -> dict:
 
 
 def _resolve_preset(name: str, table: dict, seen: tuple = ()) -> list[dict]:
-    if name not in table:
-        raise EqussError(f"unknown preset {name!r}; valid presets: {', '.join(sorted(table))}")
+    if name not in table or (not seen and name.startswith("_")):
+        public = sorted(n for n in table if not n.startswith("_"))
+        raise EqussError(f"unknown preset {name!r}; valid presets: {', '.join(public)}")
     if name in seen:
         raise EqussError(f"preset {name!r} inherits from itself")
     entry = dict(table[name])
@@ -236,6 +349,7 @@ def load_config(preset: str | None = None, scale: str | None = None, file: str |
     """Build a :class:`Config`: defaults < preset (parents first; ``inherit`` may list several,
     later ones win) < the scale sections of the chain < file < overrides."""
     cfg = Config()
+    errors: list[str] = []
     scale = scale or "proxy"
     if scale not in SCALES:
         raise EqussError(f"unknown scale {scale!r}; valid: {', '.join(SCALES)}")
@@ -253,32 +367,92 @@ def load_config(preset: str | None = None, scale: str | None = None, file: str |
         path = Path(file)
         if not path.is_file():
             raise EqussError(f"config file {file!r} not found")
-        apply_dict(cfg, yaml.safe_load(path.read_text()) or {}, str(path))
+        try:
+            data = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            where = getattr(exc, "problem_mark", None)
+            at = f" at line {where.line + 1}" if where is not None else ""
+            raise EqussError(f"config file {file!r} is not valid YAML{at} "
+                             f"({getattr(exc, 'problem', None) or type(exc).__name__}); fix the file") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise EqussError(f"cannot read config file {file!r} ({exc}); pass a readable YAML file") from None
+        _collect(errors, apply_dict, cfg, data, f"config file {file}")
     if isinstance(overrides, dict):
-        apply_dict(cfg, overrides, "overrides")
+        _collect(errors, apply_dict, cfg, overrides, "overrides")
     else:
-        apply_dict(cfg, parse_overrides(overrides), "command line")
-    validate(cfg)
+        _collect(errors, apply_dict, cfg, parse_overrides(overrides), "command line")
+    _collect(errors, validate, cfg)  # range errors too, not only the first stage's
+    if errors:
+        raise EqussError("\n".join(dict.fromkeys(errors)))
     return cfg
 
 
+def _collect(errors: list, fn, *args) -> None:
+    try:
+        fn(*args)
+    except EqussError as exc:
+        errors.extend(str(exc).splitlines())
+
+
+def _check_rule(where: str, value, rule: tuple) -> str | None:
+    """The error line for ``value`` under ``rule`` (see :data:`RULES`), or None."""
+    bound, note = rule[1], (rule[2] if len(rule) > 2 else None)
+    if value is None:
+        return None
+    if isinstance(bound, tuple):
+        if value not in bound:
+            return f"{where} must be one of {', '.join(map(str, bound))}, got {value!r}"
+        return None
+    if isinstance(bound, re.Pattern):
+        if not isinstance(value, str) or not bound.fullmatch(value):
+            return f"{where} must be {note or bound.pattern}, got {value!r}"
+        return None
+    if bound.startswith("["):  # interval "[lo,hi)" / "[lo,hi]"
+        lo, hi = (float(x) for x in bound[1:-1].split(","))
+        ok = lo <= value and (value < hi if bound.endswith(")") else value <= hi)
+        text = f"in {bound}"
+    else:
+        op, lim = (bound[:2], bound[2:]) if bound[1] == "=" else (bound[:1], bound[1:])
+        lim = float(lim)
+        ok = {">=": value >= lim, ">": value > lim, "<=": value <= lim, "<": value < lim}[op]
+        text = f"{op} {lim:g}"
+    if not ok:
+        return f"{where} must be {text}, got {value!r}" + (f" ({note})" if note else "")
+    return None
+
+
 def validate(cfg: Config) -> None:
-    m = cfg.model
-    if m.head_dim < 1:
-        raise EqussError(f"model.head_dim must be >= 1, got {m.head_dim}")
-    if m.pq:
-        if m.num_codebooks < 1 or m.codebook_size < 1:
-            raise EqussError(f"model.num_codebooks (M) and model.codebook_size (K) must be >= 1, got M={m.num_codebooks} K={m.codebook_size}")
-        if m.head_dim % m.num_codebooks:
-            raise EqussError(f"model.head_dim (d_E={m.head_dim}) must be divisible by model.num_codebooks (M={m.num_codebooks})")
-    if m.pq_normalize not in ("l2", "none"):
-        raise EqussError(f"model.pq_normalize must be l2 or none, got {m.pq_normalize!r}")
-    if m.objective not in ("unsupervised", "supervised"):
-        raise EqussError(f"model.objective must be unsupervised or supervised, got {m.objective!r}")
-    if cfg.train.batch_size < 2:
-        raise EqussError("train.batch_size must be >= 2 (negative pairs need another image in the batch)")
-    if cfg.train.input_path not in ("auto", "cache", "online"):
-        raise EqussError("train.input_path must be auto, cache or online")
+    """Check every field's type (from the dataclass) and range (:data:`RULES`), then the
+    relations between fields; all problems are raised together, one line each."""
+    errors = []
+    for sec, cls in SECTIONS.items():
+        obj = getattr(cfg, sec)
+        hints = _field_types(cls)
+        for f in fields(obj):
+            where, value = f"{sec}.{f.name}", getattr(obj, f.name)
+            try:
+                value = coerce(value, hints[f.name], where)
+            except EqussError as exc:
+                errors.append(str(exc))
+                continue
+            setattr(obj, f.name, value)
+            for rule in RULES:
+                if fnmatch.fnmatchcase(where, rule[0]):
+                    msg = _check_rule(where, value, rule)
+                    if msg:
+                        errors.append(msg)
+                    break
+    if cfg.scale not in SCALES:
+        errors.append(f"scale must be one of {', '.join(SCALES)}, got {cfg.scale!r}")
+    if not errors:
+        m, d = cfg.model, cfg.data
+        if m.pq and m.head_dim % m.num_codebooks:
+            errors.append(f"model.head_dim (d_E={m.head_dim}) must be divisible by model.num_codebooks (M={m.num_codebooks})")
+        if d.num_neighbors > d.knn_k - 1:
+            errors.append(f"data.num_neighbors ({d.num_neighbors}) must be < data.knn_k ({d.knn_k}): "
+                          "positives are drawn from kNN ranks 1..num_neighbors")
+    if errors:
+        raise EqussError("\n".join(errors))
 
 
 def config_from_dict(data: dict) -> Config:
@@ -293,6 +467,7 @@ def replace(cfg: Config, **sections) -> Config:
     """Copy of ``cfg`` with nested updates: ``replace(cfg, train={"steps": 5})``."""
     new = config_from_dict(cfg.to_dict())
     apply_dict(new, sections, "replace")
+    validate(new)
     return new
 
 

@@ -2,9 +2,22 @@
 
 Every problem a user can cause (bad path, missing data, wrong name, stale cache) is
 raised as :class:`EqussError` with a one-line message that names the problem and the
-fix.  The CLI prints it without a traceback (unless ``--debug``) and exits non-zero.
+fix (several problems found together, e.g. by config validation: one line each).  The
+CLI prints it without a traceback (unless ``--debug``) and exits with ``exit_code``
+(2 by default).
 """
 
 
 class EqussError(Exception):
     """A user-facing error with a one-line message naming the problem and the fix."""
+
+    exit_code = 2
+
+
+class Interrupted(EqussError):
+    """Training stopped by SIGINT/SIGTERM after writing a checkpoint; exit 128 + signal."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.signum = signum
+        self.exit_code = 128 + int(signum)

@@ -323,4 +323,6 @@ def load_backbone(
                 f"pass --weights PATH to a local checkpoint (e.g. dino_deitsmall8_300ep_pretrain.pth)"
             ) from None
         weights_id = f"hub:{spec.hub_tag}"
-    return Backbone(name, vit.to(device), spec, weights_id).to(device)
+    backbone = Backbone(name, vit.to(device), spec, weights_id).to(device)
+    backbone.weights_path = str(Path(weights).expanduser()) if weights is not None else None  # for cache hints
+    return backbone

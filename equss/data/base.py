@@ -121,6 +121,9 @@ def open_image(path: str | os.PathLike, what: str = "image") -> Image.Image:
     try:
         img = Image.open(path)
         img.load()
+    except Image.DecompressionBombError as exc:
+        raise EqussError(f"{what} file {path} is too large to decode safely ({str(exc).split(',')[0]}: "
+                         "Pillow's decompression-bomb limit); downscale it or cut it into tiles") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise EqussError(f"cannot read {what} file {path} ({type(exc).__name__}: "
                          f"{str(exc).splitlines()[0] if str(exc) else 'corrupt'}); "
@@ -137,6 +140,9 @@ def image_size(path: str | os.PathLike, what: str = "image") -> tuple[int, int]:
     try:
         with Image.open(path) as img:
             return img.size
+    except Image.DecompressionBombError as exc:
+        raise EqussError(f"{what} file {path} is too large to decode safely ({str(exc).split(',')[0]}: "
+                         "Pillow's decompression-bomb limit); downscale it or cut it into tiles") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise EqussError(f"cannot read {what} file {path} ({type(exc).__name__}); "
                          "replace or remove the file") from None
@@ -230,6 +236,20 @@ def cached_index(stem: str, key_parts: Sequence[str], build: Callable[[], list[S
     return samples
 
 
+def files_fingerprint(files: Sequence[str | os.PathLike], root: str | os.PathLike | None = None) -> dict:
+    """``{"root", "n_files", "sha1"}``: sha1 over each file's path, size and mtime (ns); a
+    missing file counts as ``missing`` (reading it fails later with its own message)."""
+    h = hashlib.sha1()
+    for f in files:
+        try:
+            st = os.stat(f)
+            h.update(f"{f}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        except OSError:
+            h.update(f"{f}\0missing\n".encode())
+    return {"root": str(Path(root).resolve()) if root is not None else None, "n_files": len(files),
+            "sha1": h.hexdigest()}
+
+
 def mtime_key(*files: Path) -> str:
     return ";".join(f"{f}:{f.stat().st_mtime_ns if f.exists() else 'missing'}" for f in files)
 
@@ -271,6 +291,7 @@ class SegDataset(Dataset):
         self.return_path = return_path
         self.n_classes = self.info.n_classes
         self.class_names = list(self.info.class_names)
+        self.unknown_labels: dict[str, tuple[int, list]] = {}  # label file -> (pixels, example values)
         self.samples: list[Sample] = self._build_index()
         if not self.samples:
             raise EqussError(f"dataset {self.name!r} split {split!r} under {self.root} has no "
@@ -305,11 +326,59 @@ class SegDataset(Dataset):
         check_same_size(size, img.size, sample.image, sample.label)
         if box is not None:
             img = img.crop(box)
-        return self._map_label(img, sample.label)
+        return self._map_label(img, sample.label if box is None else f"{sample.label}@{tuple(box)}")
 
     def _content_key(self) -> str:
-        """Extra text that identifies the data (folder datasets: the absolute folder)."""
-        return ""
+        """Text that identifies the data in the cache key: the resolved data root, so a copy of
+        a dataset elsewhere (clean or corrupted) never shares a feature cache with it."""
+        return str(self.root.resolve())
+
+    def source_files(self, limit: int | None = None) -> list[str]:
+        """The image and label files the first ``limit`` items (all: None) are read from."""
+        n_base = len(self.samples) if limit is None else -(-int(limit) // self._n_per)
+        out, seen = [], set()
+        for s in self.samples[:n_base]:
+            for f in (s.image, s.label):
+                if f is not None and f not in seen:
+                    seen.add(f)
+                    out.append(f)
+        return out
+
+    def fingerprint(self, limit: int | None = None) -> dict:
+        """What the first ``limit`` items were built from: the data root and a hash of every
+        source file's path, size and modification time (so a label fixed in place, or a
+        file replaced, changes it).  Stored with feature caches to detect changed data."""
+        return files_fingerprint(self.source_files(limit), self.root)
+
+    def cache_args(self) -> list[str]:
+        """``equss features`` arguments that rebuild this dataset's cache exactly."""
+        args = [self.name, "--split", self.split, "--resolution", str(self.resolution),
+                "--data-root", str(self.root)]
+        return args + (["--five-crop"] if self.five_crop else [])
+
+    def _note_unknown(self, path: str, unknown: np.ndarray, raw: np.ndarray) -> None:
+        """Record label pixels whose raw value is no class and not the dataset's void value
+        (they become ignore, -1); the first such file of a dataset is one warning line."""
+        count = int(unknown.sum())
+        if not count:
+            return
+        values = [v.tolist() if hasattr(v, "tolist") else v for v in np.unique(raw[unknown], axis=0)[:4]]
+        first = not self.unknown_labels
+        self.unknown_labels[path] = (count, values)  # per file (and crop box): reading it again counts once
+        if first:
+            import sys
+            print(f"equss: warning: label {path} has {count} pixels with values outside the {self.n_classes} classes "
+                  f"of {self.name} (e.g. {values[0]}); they are treated as ignore. `equss prepare {self.name} "
+                  "--histogram` counts them in every split", file=sys.stderr, flush=True)
+
+    def label_report(self) -> str | None:
+        """One line summing :meth:`_note_unknown` over the labels read so far (None if clean)."""
+        if not self.unknown_labels:
+            return None
+        pixels = sum(c for c, _ in self.unknown_labels.values())
+        path, (_, values) = next(iter(self.unknown_labels.items()))
+        return (f"{len(self.unknown_labels)} label file(s) of {self.name} {self.split} have {pixels} pixels with values "
+                f"outside the {self.n_classes} classes (first: {path}, e.g. {values[0]}); they were treated as ignore")
 
     # -- public API
     def __len__(self) -> int:
@@ -346,9 +415,15 @@ class SegDataset(Dataset):
             return image, target, self.sample_id(index)
         return image, target
 
-    def check_sample(self, base_index: int) -> tuple[int, int]:
-        """Header-only check of one index entry (exists, readable, sizes match)."""
+    def check_sample(self, base_index: int, decode: bool = True) -> tuple[int, int]:
+        """Check one index entry: files exist, decode completely (a truncated JPEG fails here,
+        not in the middle of a training), image and label have the same size, label values
+        are known.  ``decode=False``: file headers only (fast)."""
         s = self.samples[base_index]
+        if decode:
+            img = self._read_image(s)
+            self._read_label(s, img.size)
+            return img.size
         wh = image_size(s.image, "image")
         if s.label is not None:
             check_same_size(wh, image_size(s.label, "label"), s.image, s.label)

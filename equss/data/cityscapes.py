@@ -77,4 +77,5 @@ class Cityscapes27(SegDataset):
         if arr.ndim != 2:
             raise EqussError(f"label {path} is not a single-channel labelIds PNG; "
                              "use the gtFine *_gtFine_labelIds.png files")
+        self._note_unknown(path, (arr > 33) & (arr != 255), arr)  # labelIds 0..33 (0..6 void)
         return cityscapes_to_27(arr)

@@ -83,4 +83,5 @@ class CocoStuff27(SegDataset):
         if arr.ndim != 2:
             raise EqussError(f"label {path} is not a single-channel stuffthingmaps PNG; "
                              "use the stuffthingmaps_trainval2017 annotations")
+        self._note_unknown(path, (arr >= len(COCO_FINE_TO_COARSE)) & (arr != 255), arr)  # 255: unlabelled
         return coco_fine_to_coarse(arr)

@@ -144,7 +144,12 @@ class DubaiAerial(SegDataset):
     def _map_label(self, label_img: Image.Image, path: str) -> np.ndarray:
         if label_img.mode != "RGB":
             label_img = label_img.convert("RGB")
-        return colour_mask_to_classes(np.asarray(label_img), self.grouping)
+        rgb = np.asarray(label_img)
+        out = colour_mask_to_classes(rgb, self.grouping)
+        code = (rgb[..., 0].astype(np.int64) << 16) | (rgb[..., 1].astype(np.int64) << 8) | rgb[..., 2]
+        void = np.isin(code, [int(c, 16) for c in DUBAI_IGNORE_COLOURS])
+        self._note_unknown(path, (out < 0) & ~void, rgb[..., :3])  # class colours or the two void colours
+        return out
 
 
 class DubaiAerial3(DubaiAerial):

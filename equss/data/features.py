@@ -12,11 +12,18 @@ A cache holds, for one (backbone, weights, preprocessing, normalize) combination
   and flushed.  An interrupted build continues from there on the next call.
 
 The folder is ``cache_dir('features') / <readable name>_<hash>`` where the hash covers
-the key fields, so changing the backbone, its weights or the preprocessing gives a new
-cache.  ``meta.json`` is rewritten with ``complete: true`` as the very last step of a
+the key fields, so changing the backbone, its weights, the preprocessing or the data root
+(part of the dataset's ``preproc_id``) gives a new cache.  ``meta.json`` also records what
+the cache was built from (``sources``: the data root and a hash of every image and label
+file's path, size and modification time, :meth:`equss.data.base.SegDataset.fingerprint`);
+when the files changed since (a label fixed in place, a file replaced) the cache is rebuilt
+with a one-line notice, and kNN files computed from the old cache are recomputed too
+(:mod:`equss.data.knn`).  Before the memmaps are created the free space is checked and the
+files are allocated (``posix_fallocate``), so a full disk is one clear error, never SIGBUS.  ``meta.json`` is rewritten with ``complete: true`` as the very last step of a
 build, so a cache is either complete or is resumed/rebuilt, never silently half-used.
 A complete cache whose meta does not match what was asked for (for example the dataset
-now has a different number of images) raises :class:`EqussError` naming ``--rebuild``.
+now has a different number of images) raises :class:`EqussError` naming the exact
+``equss features ... --rebuild`` command for that cache.
 
 STEGO (``mhamilton723/STEGO@eb4d6b5``) recomputes backbone features every step; the
 cache is ours.  It serves the kNN computation (``equss.data.knn``, STEGO
@@ -30,6 +37,7 @@ import json
 import os
 import re
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -103,9 +111,37 @@ def _label_dtype(n_classes: int | None) -> np.dtype:
     return np.dtype(np.int8) if (n_classes is not None and n_classes <= 127) else np.dtype(np.int16)
 
 
-def _rebuild_hint(key: dict[str, Any]) -> str:
+def cache_args(backbone, dataset) -> list[str] | None:
+    """``equss features`` / ``equss knn`` arguments that select exactly this cache (None when
+    the dataset cannot say how it was built, e.g. a custom Python dataset)."""
+    args = dataset.cache_args() if hasattr(dataset, "cache_args") else None
+    if args is None:
+        return None
+    args = list(args) + ["--backbone", str(backbone.name)]
+    wpath = getattr(backbone, "weights_path", None)
+    return args + (["--weights", str(wpath)] if wpath else [])
+
+
+def command(args: list[str] | None, what: str = "features", extra: list[str] = ()) -> str | None:
+    """The shell command ``equss WHAT ARGS... EXTRA...`` (None without ``args``)."""
+    if not args:
+        return None
+    import shlex
+
+    return "equss " + shlex.join([what, *args, *extra])
+
+
+def _rebuild_hint(key: dict[str, Any], args: list[str] | None = None) -> str:
+    cmd = command(args, "features", ["--rebuild"])
+    if cmd:
+        return f"rebuild it with `{cmd}`"
     return (f"rebuild it with `equss features DATASET --split SPLIT --backbone {key['backbone']} "
-            f"--rebuild` (or get_or_build_features(..., rebuild=True))")
+            f"--rebuild` with this dataset's options (or get_or_build_features(..., rebuild=True))")
+
+
+def notice(message: str) -> None:
+    """A one-line note on stderr (a cache being rebuilt and why)."""
+    print(f"equss: notice: {message}", file=sys.stderr, flush=True)
 
 
 # --------------------------------------------------------------------------- the cache
@@ -118,9 +154,10 @@ class FeatureCache:
     """
 
     def __init__(self, path: str | os.PathLike, expect: dict[str, Any] | None = None,
-                 expect_n: int | None = None):
+                 expect_n: int | None = None, args: list[str] | None = None):
         self.path = Path(path)
         meta = read_json(self.path / "meta.json")
+        args = args or (meta or {}).get("args")
         if meta is None or not meta.get("complete"):
             raise EqussError(
                 f"feature cache {str(self.path)!r} is missing or incomplete; build it with "
@@ -132,23 +169,24 @@ class FeatureCache:
                     for f in KEY_FIELDS if key.get(f) != expect[f]]
             if diff:
                 raise EqussError(f"feature cache {str(self.path)!r} is stale ({'; '.join(diff)}); "
-                                 + _rebuild_hint(expect))
+                                 + _rebuild_hint(expect, args))
         if expect_n is not None and meta.get("n") != expect_n:
             raise EqussError(
                 f"feature cache {str(self.path)!r} is stale (it holds {meta.get('n')} images, the "
-                f"dataset has {expect_n}); " + _rebuild_hint(expect or key))
+                f"dataset has {expect_n}); " + _rebuild_hint(expect or key, args))
         self.meta = meta
         self.key = key
         try:
             self.feats = np.load(self.path / "feats.npy", mmap_mode="r")
             self.labels = np.load(self.path / "labels.npy", mmap_mode="r")
-        except (FileNotFoundError, ValueError) as exc:
+        except (OSError, ValueError) as exc:
             raise EqussError(f"feature cache {str(self.path)!r} is damaged ({exc}); "
-                             + _rebuild_hint(key)) from None
+                             + _rebuild_hint(key, args)) from None
         shape = (meta["n"], meta["C"], meta["h"], meta["w"])
         if self.feats.shape != shape or self.labels.shape[0] != meta["n"]:
             raise EqussError(f"feature cache {str(self.path)!r} is damaged (feats {self.feats.shape} "
-                             f"!= meta {shape}); " + _rebuild_hint(key))
+                             f"!= meta {shape}); " + _rebuild_hint(key, args))
+        self.args = args
 
     def __len__(self) -> int:
         return int(self.meta["n"])
@@ -168,6 +206,10 @@ class FeatureCache:
         feats = torch.from_numpy(np.stack([self.feats[i] for i in idx]).astype(np.float32))
         labels = torch.from_numpy(np.stack([self.labels[i] for i in idx]).astype(np.int64))
         return feats, labels
+
+    def labelled_pixels(self, chunk: int = 256) -> int:
+        """How many label pixels are not ignore (-1), read in chunks."""
+        return sum(int((np.asarray(self.labels[s:s + chunk]) >= 0).sum()) for s in range(0, len(self), chunk))
 
     @property
     def nbytes(self) -> int:
@@ -195,6 +237,41 @@ def _extract(backbone, images: torch.Tensor, device, normalize: bool) -> torch.T
     return out
 
 
+def _sources(dataset) -> dict | None:
+    fp = getattr(dataset, "fingerprint", None)
+    return fp() if callable(fp) else None
+
+
+def _preflight(path: Path, nbytes: int) -> None:
+    """One clear error when the cache will not fit on its disk (a memmap on a full disk
+    would otherwise die with SIGBUS)."""
+    free = shutil.disk_usage(path).free
+    if nbytes > free:
+        raise EqussError(f"the feature cache needs {human_size(nbytes)} but only {human_size(free)} is free on the disk "
+                         f"of {path}; free space or set EQUSS_CACHE to a folder on a larger disk")
+
+
+def _allocate(file: Path) -> None:
+    """Reserve the disk blocks of a freshly created (sparse) .npy memmap file."""
+    size = file.stat().st_size
+    fd = os.open(file, os.O_RDWR)
+    try:
+        if hasattr(os, "posix_fallocate"):
+            os.posix_fallocate(fd, 0, size)
+    finally:
+        os.close(fd)
+
+
+def human_size(nbytes: float) -> str:
+    """``1536`` -> ``"1.5 KiB"``."""
+    size = float(nbytes)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.1f} {unit}" if unit != "B" else f"{int(size)} B"
+        size /= 1024
+    return f"{size:.1f} TiB"
+
+
 def get_or_build_features(backbone, dataset, batch_size: int = 8, num_workers: int = 0,
                           device: str | torch.device = "cpu", rebuild: bool = False,
                           normalize: bool = False, root: str | os.PathLike | None = None,
@@ -205,26 +282,48 @@ def get_or_build_features(backbone, dataset, batch_size: int = 8, num_workers: i
     eval mode under ``torch.inference_mode`` and written batch by batch; after each
     batch the memmaps are flushed and ``progress.json`` records how many images are
     done, so an interrupted build continues where it stopped.  ``meta.json`` gets
-    ``complete: true`` last.  ``rebuild=True`` deletes the cache first.
+    ``complete: true`` last.  ``rebuild=True`` deletes the cache first.  A cache built
+    from other data files (``dataset.fingerprint()`` differs) is rebuilt with a notice.
+    Writing problems (disk full, cache folder not writable) are one :class:`EqussError`.
     """
     key = _key_of(backbone, dataset, normalize)
     path = feature_cache_path(key, root)
     n = len(dataset)
     if n == 0:
         raise EqussError(f"dataset {key['preproc_id']!r} is empty; nothing to cache")
+    sources = _sources(dataset)
+    args = cache_args(backbone, dataset)
+    try:
+        return _get_or_build(backbone, dataset, key, path, n, sources, args, batch_size, num_workers,
+                             device, rebuild, normalize, progress)
+    except OSError as exc:
+        raise EqussError(f"cannot write the feature cache {path} ({exc.strerror or exc}); free disk space, or set "
+                         "EQUSS_CACHE to a writable folder on a disk with room") from None
 
+
+def _get_or_build(backbone, dataset, key, path: Path, n: int, sources, args, batch_size, num_workers, device,
+                  rebuild, normalize, progress) -> FeatureCache:
     if rebuild and path.exists():
         shutil.rmtree(path)
 
     meta = read_json(path / "meta.json")
     if meta is not None and meta.get("complete"):
-        return FeatureCache(path, expect=key, expect_n=n)
+        if sources is None or meta.get("sources") == sources:
+            return FeatureCache(path, expect=key, expect_n=n, args=args)
+        old = meta.get("sources") or {}
+        why = (f"the data root changed ({old.get('root')} -> {sources['root']})" if old.get("root") != sources["root"]
+               else f"image/label files changed since it was built ({sources['n_files']} files; sizes or "
+                    "modification times differ)")
+        notice(f"feature cache {path.name} is out of date: {why}; rebuilding it")
+        meta = None
+        shutil.rmtree(path)
 
     # resume an interrupted build when it is consistent with this request, else start over
     done = 0
     if meta is not None:
         prog = read_json(path / "progress.json") or {}
-        same = all(meta.get(f) == key[f] for f in KEY_FIELDS) and meta.get("n") == n
+        same = (all(meta.get(f) == key[f] for f in KEY_FIELDS) and meta.get("n") == n
+                and meta.get("sources") == sources)
         if same and (path / "feats.npy").exists() and (path / "labels.npy").exists():
             done = int(prog.get("done", 0))
         if not same or done <= 0 or done > n:
@@ -260,10 +359,20 @@ def get_or_build_features(backbone, dataset, batch_size: int = 8, num_workers: i
                 labels = labels.cpu().numpy()
                 if feats_mm is None:
                     C, h, w = feats.shape[1:]
-                    feats_mm = np.lib.format.open_memmap(
-                        path / "feats.npy", mode="w+", dtype=np.float16, shape=(n, C, h, w))
-                    labels_mm = np.lib.format.open_memmap(
-                        path / "labels.npy", mode="w+", dtype=lab_dtype, shape=(n,) + labels.shape[1:])
+                    label_shape = labels.shape[1:]
+                    try:
+                        _preflight(path, n * int(np.prod(feats.shape[1:])) * 2
+                                   + n * int(np.prod(label_shape)) * lab_dtype.itemsize)
+                        feats_mm = np.lib.format.open_memmap(
+                            path / "feats.npy", mode="w+", dtype=np.float16, shape=(n, C, h, w))
+                        labels_mm = np.lib.format.open_memmap(
+                            path / "labels.npy", mode="w+", dtype=lab_dtype, shape=(n,) + label_shape)
+                        _allocate(path / "feats.npy")
+                        _allocate(path / "labels.npy")
+                    except (OSError, EqussError):
+                        feats_mm = labels_mm = None  # nothing written yet: leave no folder behind
+                        shutil.rmtree(path, ignore_errors=True)
+                        raise
                     meta = {
                         **key, "n": n, "C": int(C), "h": int(h), "w": int(w),
                         "label_shape": list(labels.shape[1:]), "dtype": FEATURE_DTYPE,
@@ -271,6 +380,7 @@ def get_or_build_features(backbone, dataset, batch_size: int = 8, num_workers: i
                         "patch_size": getattr(backbone, "patch_size", None),
                         "format": FORMAT_VERSION, "equss_version": __version__,
                         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="microseconds"),
+                        "sources": sources, "args": args,
                         "complete": False,
                     }
                     write_json(path / "meta.json", meta, sort_keys=True)
@@ -304,7 +414,16 @@ def get_or_build_features(backbone, dataset, batch_size: int = 8, num_workers: i
         (path / "progress.json").unlink()
     except FileNotFoundError:
         pass
-    return FeatureCache(path, expect=key, expect_n=n)
+    _report_labels(dataset)
+    return FeatureCache(path, expect=key, expect_n=n, args=args)
+
+
+def _report_labels(dataset) -> None:
+    """One warning line when label values outside the classes were read (they became ignore)."""
+    report = getattr(dataset, "label_report", None)
+    text = report() if callable(report) else None
+    if text:
+        print(f"equss: warning: {text}", file=sys.stderr, flush=True)
 
 
 def pooled_features(cache: FeatureCache, chunk: int = 256) -> np.ndarray:

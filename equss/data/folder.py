@@ -38,8 +38,5 @@ class ImageFolder(SegDataset):
                              "another folder")
         return [Sample(f.relative_to(d).with_suffix("").as_posix(), str(f), None) for f in files]
 
-    def _content_key(self) -> str:
-        return str(self.root.resolve())
-
     def _map_label(self, label_img, path):  # pragma: no cover - never called (no labels)
         return np.asarray(label_img)

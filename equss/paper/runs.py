@@ -17,8 +17,6 @@ results folder commits, so every number in a table traces to one record.
 """
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import functools
 import json
 import os
@@ -27,6 +25,7 @@ import tempfile
 from pathlib import Path
 
 from equss.config import Config, load_config
+from equss.locks import folder_lock
 from equss.paths import cache_dir
 from equss.io import write_json
 from equss.progress import note
@@ -93,7 +92,7 @@ def run(cfg: Config, crf: bool = False, flip: bool | None = None, progress: bool
     name = "eval" + ("_flip" if flip else "") + ("_crf" if crf else "") + ".json"  # official protocol: eval.json
     done = folder / name
     if not (done.is_file() and not retrain):
-        with _locked(folder):  # `make -j`: two notebooks needing the same run train it once
+        with folder_lock(folder, wait=True):  # `make -j`: two notebooks needing the same run train it once
             if not (done.is_file() and not retrain):
                 note(f"run {describe(cfg)}: training and evaluating ({folder.name})")
                 _train_and_evaluate(cfg, folder, done, crf, flip, progress, retrain)
@@ -126,15 +125,6 @@ def describe(cfg: Config) -> str:
     return f"{cfg.name} [{cfg.data.dataset}, d={m.head_dim}{pq}{sup}, seed {t.seed}, {steps}]"
 
 
-@contextlib.contextmanager
-def _locked(folder: Path):
-    """An exclusive lock on a run folder (released when the lock file closes)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / ".lock", "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        yield
-
-
 def _train_and_evaluate(cfg: Config, folder: Path, done: Path, crf: bool, flip: bool, progress: bool,
                         retrain: bool) -> dict:
     from equss.pipeline.evaluate import evaluate_checkpoint
@@ -146,7 +136,7 @@ def _train_and_evaluate(cfg: Config, folder: Path, done: Path, crf: bool, flip: 
             for f in folder.iterdir():
                 if f.name != ".lock":
                     shutil.rmtree(f) if f.is_dir() else f.unlink()
-        train(cfg, folder, resume=resume, progress=progress)
+        train(cfg, folder, resume=resume, overwrite=not resume, progress=progress)
     result = evaluate_checkpoint(folder / "best.pt", out=None, crf=crf, flip=flip, device=cfg.train.device,
                                  data_root=cfg.data.data_root, progress=progress)
     write_json(done, result)
@@ -160,7 +150,7 @@ def baseline(cfg: Config, progress: bool = True, records: str | os.PathLike | No
     folder = cache_dir("runs") / f"baseline-{cfg.data.dataset}-{cfg.key()}-{_code()}"
     done = folder / "baseline.json"
     if not done.is_file():
-        with _locked(folder):
+        with folder_lock(folder, wait=True):
             if not done.is_file():
                 note(f"baseline {cfg.data.dataset}: k-means and linear probe on the raw features ({folder.name})")
                 run_baseline(cfg, out=folder, device=cfg.train.device, progress=progress)

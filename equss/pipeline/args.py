@@ -2,7 +2,27 @@
 scale, YAML file, ``--set`` overrides) and a dataset split with its backbone."""
 from __future__ import annotations
 
+import argparse
+
 from equss.config import Config, load_config
+
+
+def int_at_least(low: int):
+    """argparse type: an integer >= ``low`` (argparse prints one usage line otherwise)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {low}, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {low}, got {value}")
+        return value
+    parse.__name__ = f"integer >= {low}"
+    return parse
+
+
+positive_int = int_at_least(1)
+nonnegative_int = int_at_least(0)
 
 
 def add_config_args(p):
@@ -18,12 +38,12 @@ def add_config_args(p):
 
 def config_from_args(args) -> Config:
     overrides = list(args.overrides)
-    if getattr(args, "data_root", None):
+    if getattr(args, "data_root", None) is not None:
         overrides.append(f"data.data_root={args.data_root}")
-    if getattr(args, "device", None):
+    if getattr(args, "device", None) is not None:
         overrides.append(f"train.device={args.device}")
-    if getattr(args, "steps", None):
+    if getattr(args, "steps", None) is not None:  # --steps 0 is checked (and refused), not ignored
         overrides.append(f"train.steps={args.steps}")
-    if getattr(args, "input_path", None):
+    if getattr(args, "input_path", None) is not None:
         overrides.append(f"train.input_path={args.input_path}")
     return load_config(args.preset, args.scale, args.config, overrides)

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from equss.progress import bar as progress_bar
 
+from equss.errors import EqussError
 from equss.pipeline.inputs import resize_labels
 from equss.eval.metrics import UnsupervisedMetrics
 from equss.device import device_description
@@ -114,8 +115,12 @@ def run_baseline(cfg, out=None, device="auto", progress: bool = True, patches: i
                  linear_epochs: int = 10) -> dict:
     from equss.data.features import get_or_build_features
     from equss.device import resolve_device
+    from equss.pipeline.evaluate import require_labels
     from equss.pipeline.inputs import make_backbone, make_dataset
 
+    if int(linear_epochs) < 1 or int(patches) < 1:
+        raise EqussError(f"linear_epochs ({linear_epochs}) and patches ({patches}) must be >= 1: "
+                         "an untrained probe would be reported")
     t0 = time.time()
     dev = resolve_device(device)
     train_set = make_dataset(cfg, cfg.data.train_split, resolution=cfg.data.resolution)
@@ -123,6 +128,9 @@ def run_baseline(cfg, out=None, device="auto", progress: bool = True, patches: i
     backbone = make_backbone(cfg, device=dev)
     train_cache = get_or_build_features(backbone, train_set, device=dev, progress=progress)
     test_cache = get_or_build_features(backbone, test_set, device=dev, progress=progress)
+    require_labels(test_cache, f"{cfg.data.dataset} split {cfg.data.test_split!r}", "set data.test_split to a labelled split")
+    require_labels(train_cache, f"{cfg.data.dataset} split {cfg.data.train_split!r}",
+                   "the linear probe needs labels: set data.train_split to a labelled split")
     k = train_set.n_classes + cfg.model.extra_clusters
     centroids = spherical_kmeans(_sample_patches(train_cache, patches, cfg.train.seed), k, seed=cfg.train.seed)
     probe = train_linear(train_cache, train_set.n_classes, epochs=linear_epochs, seed=cfg.train.seed, device=dev,
@@ -153,11 +161,11 @@ def _cmd_baseline(args):
 
 
 def register(sub):
-    from equss.pipeline.args import add_config_args
+    from equss.pipeline.args import add_config_args, positive_int
 
     p = sub.add_parser("baseline", help="raw-backbone baseline: k-means and linear probe on frozen features",
                        description=__doc__.split("\n\n")[0])
     add_config_args(p)
     p.add_argument("--out", help="output folder (default: runs/baseline-<dataset>-<scale>)")
-    p.add_argument("--linear-epochs", type=int, default=10, help="epochs of linear-probe training")
+    p.add_argument("--linear-epochs", type=positive_int, default=10, help="epochs of linear-probe training")
     p.set_defaults(func=_cmd_baseline, preset="camvid-equss")

@@ -2,18 +2,10 @@
 dataset split from the command line (training builds both on first use anyway)."""
 from __future__ import annotations
 
-from equss.data.features import get_or_build_features
+from equss.data.features import get_or_build_features, human_size
 from equss.data.knn import DEFAULT_K, get_or_build_knn, knn_path
 from equss.device import resolve_device
-
-
-def human_size(nbytes: int) -> str:
-    size = float(nbytes)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if size < 1024 or unit == "TiB":
-            return f"{size:.1f} {unit}" if unit != "B" else f"{int(size)} B"
-        size /= 1024
-    return f"{size:.1f} TiB"
+from equss.pipeline.args import nonnegative_int, positive_int
 
 
 def add_input_arguments(p) -> None:
@@ -22,11 +14,14 @@ def add_input_arguments(p) -> None:
     p.add_argument("--split", required=True, help="dataset split, e.g. train / val / test")
     p.add_argument("--backbone", required=True, help="backbone name, e.g. dinov2_vits14_offline or dino_vits8")
     p.add_argument("--weights", default=None, help="path to a weights file for the backbone")
-    p.add_argument("--resolution", type=int, default=None, help="image resolution (square)")
+    p.add_argument("--resolution", type=positive_int, default=None, help="image resolution (square)")
     p.add_argument("--data-root", default=None, help="folder holding the datasets (else EQUSS_DATA)")
-    p.add_argument("--batch-size", type=int, default=8, help="images per backbone forward")
-    p.add_argument("--num-workers", type=int, default=0, help="data loader workers")
+    p.add_argument("--batch-size", type=positive_int, default=8, help="images per backbone forward")
+    p.add_argument("--num-workers", type=nonnegative_int, default=0, help="data loader workers")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (auto: cuda if available)")
+    p.add_argument("--five-crop", action="store_true", help="STEGO's five-crop training set")
+    p.add_argument("--max-images", type=positive_int, default=None, help="only the first N images (smoke scale)")
+    p.add_argument("--flip", action="store_true", help="the horizontally flipped images (flip-averaged evaluation)")
 
 
 def load_inputs(args):
@@ -34,9 +29,15 @@ def load_inputs(args):
     from equss.backbones.vit import load_backbone
     from equss.data import get_dataset
 
+    from equss.pipeline.inputs import FirstN, HFlip
+
     device = resolve_device(args.device)
     dataset = get_dataset(args.dataset, args.split, data_root=args.data_root,
-                          resolution=args.resolution)
+                          resolution=args.resolution, five_crop=getattr(args, "five_crop", False))
+    if getattr(args, "max_images", None):
+        dataset = FirstN(dataset, args.max_images)
+    if getattr(args, "flip", False):
+        dataset = HFlip(dataset)
     backbone = load_backbone(args.backbone, weights=args.weights, device=device)
     return backbone, dataset, device
 
@@ -82,8 +83,8 @@ def _register_knn(subparsers) -> None:
         "store each image's top-k cosine neighbours (rank 0 = itself). Builds the feature "
         "cache first if needed.")
     add_input_arguments(p)
-    p.add_argument("--k", type=int, default=DEFAULT_K, help="neighbours stored per image (STEGO: 30)")
-    p.add_argument("--chunk", type=int, default=1024, help="query rows per similarity block")
+    p.add_argument("--k", type=positive_int, default=DEFAULT_K, help="neighbours stored per image (STEGO: 30)")
+    p.add_argument("--chunk", type=positive_int, default=1024, help="query rows per similarity block")
     p.add_argument("--rebuild", action="store_true", help="recompute the kNN table")
     p.set_defaults(func=_cmd_knn)
 

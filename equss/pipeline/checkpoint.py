@@ -15,12 +15,29 @@ from equss.model import EQUSS
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict) -> Path:
-    """``torch.save`` to a temp file then rename: a checkpoint is never half-written."""
+    """``torch.save`` to a temp file, fsync, then rename: a checkpoint is never half-written.
+
+    When the write fails (disk full, folder not writable) the temp file is removed, the
+    previous checkpoint at ``path`` is left as it was, and one :class:`EqussError` line says so.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as fh:
+            torch.save(state, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except Exception as exc:  # noqa: BLE001 - OSError, or torch's RuntimeError wrapping one
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0][:200]
+        kept = f"; the previous {path.name} is intact" if path.is_file() else ""
+        raise EqussError(f"cannot write checkpoint {path} ({reason}){kept}; free disk space or use another --out, "
+                         "then resume with --resume") from None
     return path
 
 

@@ -30,6 +30,15 @@ from equss.io import write_json
 from equss.provenance import provenance
 
 
+def require_labels(cache, what: str, fix: str) -> int:
+    """The number of labelled pixels of ``cache``; EqussError when there are none (every metric
+    would be 0/0: "Acc nan mIoU nan")."""
+    n = cache.labelled_pixels()
+    if n == 0:
+        raise EqussError(f"{what} has no labelled pixels (every label is ignore), so there is nothing to evaluate; {fix}")
+    return n
+
+
 def summarize(metric: UnsupervisedMetrics, class_names=None) -> dict:
     res = metric.compute()
     out = {"mIoU": float(res["mIoU"]), "Accuracy": float(res["Accuracy"])}
@@ -109,6 +118,7 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike | 
         raise EqussError(f"checkpoint has {state['n_classes']} classes but {cfg.data.dataset} has {dataset.n_classes}")
     backbone = make_backbone(cfg, device=dev)
     cache = get_or_build_features(backbone, dataset, device=dev, progress=progress)
+    require_labels(cache, f"{cfg.data.dataset} split {split!r}", "pass a labelled --split")
     flip_cache = get_or_build_features(backbone, HFlip(dataset), device=dev, progress=progress) if flip else None
     del backbone
     result = evaluate_cached(model, cache, dataset.n_classes, cfg, device=dev, flip_cache=flip_cache, crf=crf,

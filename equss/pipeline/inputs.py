@@ -32,6 +32,12 @@ class FirstN(Dataset):
         self.preproc_id = f"{base.preproc_id}|first{self.n}"
         self.files = list(getattr(base, "files", []))[: self.n]
 
+    def fingerprint(self):
+        return self.base.fingerprint(self.n) if hasattr(self.base, "fingerprint") else None
+
+    def cache_args(self):
+        return self.base.cache_args() + ["--max-images", str(self.n)]
+
     def __len__(self):
         return self.n
 
@@ -50,6 +56,12 @@ class HFlip(Dataset):
             setattr(self, attr, getattr(base, attr))
         self.preproc_id = f"{base.preproc_id}|hflip"
         self.files = list(getattr(base, "files", []))
+
+    def fingerprint(self):
+        return self.base.fingerprint() if hasattr(self.base, "fingerprint") else None
+
+    def cache_args(self):
+        return self.base.cache_args() + ["--flip"]
 
     def __len__(self):
         return len(self.base)

@@ -40,8 +40,9 @@ sub-folders are mirrored; the extension is appended when two inputs share a name
 ``NAME_labels.png`` (uint8 ids), ``NAME_color.png`` (the dataset palette for classes, the
 PASCAL palette for raw clusters), ``NAME_overlay.jpg`` (colours alpha-blended over the
 image), and ``segment.json`` (checkpoint, probe, mode, per-image sizes, class names,
-skipped files, provenance).  A corrupt image in a folder is skipped with a warning; the
-run fails if no image succeeds.
+skipped files, provenance).  A corrupt image in a folder, or one above Pillow's
+decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS``; downscale or tile it first), is
+skipped with a warning; the run fails if no image succeeds.
 """
 from __future__ import annotations
 

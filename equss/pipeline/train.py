@@ -9,9 +9,16 @@ constant), gradient clipping on the model parameters only, AMP on CUDA.
 Run folder (``--out``): ``config.yaml``, ``log.jsonl`` (one line per logged step and per
 validation), ``last.pt`` (every ``ckpt_every`` steps, at the end and on SIGINT/SIGTERM),
 ``best.pt`` (best validation cluster mIoU: model selection as the official train.py),
-``provenance.json``.  ``--resume`` continues from ``last.pt`` exactly: the RNG states and
-the batch generator are in the checkpoint, so a killed and resumed run ends with the
-same weights as an uninterrupted one.
+``provenance.json`` (written only when training finished).  ``--resume`` continues from
+``last.pt`` exactly: the RNG states and the batch generator are in the checkpoint, so a
+killed and resumed run ends with the same weights as an uninterrupted one (``log.jsonl``
+is cut back to the checkpoint's step, so no row appears twice).
+
+The run folder is locked while a run trains into it (:mod:`equss.locks`): a second
+training into the same ``--out`` stops at once naming the holder.  A folder that already
+holds a run is continued only with ``--resume`` and replaced only with ``--overwrite``.
+SIGINT / SIGTERM finish the current step, write ``last.pt`` and stop with exit code
+130 / 143 ("interrupted at step N; resume with ...").
 
 Multi-GPU: launch with ``torchrun --nproc_per_node N -m equss train ...``; each process
 takes its share of every global batch (DistributedDataParallel; gloo on CPU, nccl on CUDA).
@@ -22,6 +29,7 @@ import json
 import math
 import os
 import random
+import shlex
 import signal
 import time
 from pathlib import Path
@@ -32,9 +40,10 @@ import torch.distributed as dist
 import yaml
 from equss.progress import bar as progress_bar
 
-from equss.config import Config
-from equss.errors import EqussError
+from equss import locks
+from equss.config import Config, validate
 from equss.device import amp_dtype, resolve_device
+from equss.errors import EqussError, Interrupted
 from equss.pipeline.inputs import BatchSource, make_backbone, make_dataset
 from equss.model import EQUSS
 from equss.pipeline.args import add_config_args, config_from_args
@@ -44,6 +53,7 @@ from equss.io import write_json
 from equss.provenance import provenance
 
 CKPT_VERSION = 1
+RUN_FILES = ("config.yaml", "log.jsonl", "last.pt", "best.pt", "provenance.json")
 
 
 def seed_everything(seed: int) -> None:
@@ -69,9 +79,53 @@ def dist_info() -> tuple[int, int, int]:
 
 # ---------------------------------------------------------------------------- the run
 class Trainer:
-    def __init__(self, cfg: Config, out: str | os.PathLike, resume: bool = False, progress: bool = True):
+    def __init__(self, cfg: Config, out: str | os.PathLike, resume: bool = False, progress: bool = True,
+                 overwrite: bool = False):
+        validate(cfg)  # also for configs built in Python: nothing is written for a bad config
         self.cfg, self.out, self.progress = cfg, Path(out), progress
+        self.overwrite = bool(overwrite) and not resume
         self.rank, self.world, local_rank = dist_info()
+        created = not self.out.exists()
+        self._lock = locks.acquire(self.out) if self.rank == 0 else None
+        try:
+            self._check_run_folder(resume)
+            self._init(cfg, resume, local_rank)
+        except BaseException:
+            self.close()
+            if created and self.rank == 0:  # a run that never started leaves no folder behind
+                try:
+                    (self.out / locks.LOCK_NAME).unlink(missing_ok=True)
+                    self.out.rmdir()
+                except OSError:
+                    pass
+            raise
+
+    def _check_run_folder(self, resume: bool):
+        if self.rank != 0:
+            return
+        present = [f for f in RUN_FILES if (self.out / f).exists()]
+        if resume and not (self.out / "last.pt").is_file():
+            if present:
+                raise EqussError(f"--resume given but {self.out} has no last.pt (the run stopped before its first "
+                                 "checkpoint); start it again with --overwrite")
+            raise EqussError(f"--resume given but {self.out / 'last.pt'} does not exist; start without --resume")
+        if present and not resume and not self.overwrite:
+            raise EqussError(f"{self.out} already holds a run ({', '.join(present)}); continue it with --resume, "
+                             "replace it with --overwrite, or pick a new --out")
+
+    def close(self):
+        """Release the run folder's lock (also done at the end of :meth:`fit`)."""
+        if getattr(self, "_lock", None):
+            locks.release(self._lock)
+            self._lock = None
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - at interpreter exit the modules may be gone
+            pass
+
+    def _init(self, cfg: Config, resume: bool, local_rank: int):
         if self.world > 1 and not dist.is_initialized():
             backend = "nccl" if torch.cuda.is_available() and cfg.train.device != "cpu" else "gloo"
             dist.init_process_group(backend)
@@ -108,10 +162,9 @@ class Trainer:
         self.use_amp = self.amp_dtype is not None
         self.scaler = torch.amp.GradScaler("cuda", init_scale=2048, growth_interval=1000,
                                            enabled=self.use_amp and self.device.type == "cuda")
-        if resume and (self.out / "last.pt").is_file():
+        self.stop_signal = None
+        if resume:
             self._resume(load_checkpoint(self.out / "last.pt"))
-        elif resume:
-            raise EqussError(f"--resume given but {self.out / 'last.pt'} does not exist; start without --resume")
 
     # -- data
     def _setup_data(self):
@@ -134,6 +187,11 @@ class Trainer:
         nns = get_or_build_knn(train_cache, k=min(cfg.data.knn_k, len(self.train_set)))
         self.val_cache = (get_or_build_features(self.backbone, self.val_set, device=self.device, progress=not quiet)
                           if self.val_set is not None else None)
+        if self.val_cache is not None:
+            from equss.pipeline.evaluate import require_labels
+
+            require_labels(self.val_cache, f"validation split {cfg.data.val_split!r} of {cfg.data.dataset}",
+                           "set data.val_split to a labelled split, or train.val_every=0 (no model selection)")
         self.source = BatchSource(cfg, self.train_set, nns,
                                   cache=train_cache if self.input_path == "cache" else None,
                                   backbone=self.backbone if self.input_path == "online" else None,
@@ -225,11 +283,42 @@ class Trainer:
             with open(self.out / "log.jsonl", "a") as fh:
                 fh.write(json.dumps(record) + "\n")
 
+    def _trim_log(self):
+        """Keep the log rows up to the resumed checkpoint's step: rows written after it (before a
+        kill) are written again by the resumed run, and a half-written last line is dropped."""
+        path = self.out / "log.jsonl"
+        if not path.is_file():
+            return
+        keep = []
+        for line in path.read_text().splitlines():
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(row, dict) and row.get("step", 0) <= self.step:
+                keep.append(line)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text("".join(ln + "\n" for ln in keep))
+        os.replace(tmp, path)
+
     # -- the loop
     def fit(self) -> dict:
+        """Train to ``train.steps``; returns a summary.  Raises :class:`equss.errors.Interrupted`
+        (after writing ``last.pt``) when SIGINT/SIGTERM stopped it."""
+        try:
+            return self._fit()
+        finally:
+            self.close()
+
+    def _fit(self) -> dict:
         cfg, tc = self.cfg, self.cfg.train
         if self.rank == 0:
             self.out.mkdir(parents=True, exist_ok=True)
+            if self.overwrite:
+                for name in RUN_FILES:
+                    (self.out / name).unlink(missing_ok=True)
+            if self.step > 0:
+                self._trim_log()
             (self.out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         handlers = self._install_signal_handlers()
         t0 = time.time()
@@ -267,6 +356,10 @@ class Trainer:
             bar.close()
             self._restore_signal_handlers(handlers)
         self.save("last.pt")
+        if self.stop_requested:  # no best.pt / provenance.json: the run did not finish
+            sig = self.stop_signal or signal.SIGINT
+            raise Interrupted(f"interrupted by {signal.Signals(sig).name} at step {self.step} of {tc.steps}; "
+                              f"checkpoint {self.out / 'last.pt'}; resume with the same command and --resume", sig)
         if not (self.out / "best.pt").exists() and self.rank == 0:
             self.save("best.pt")  # no validation: the last weights are the selection
         summary = {"steps": self.step, "stopped_early": self.stop_requested, "best": self.best,
@@ -281,8 +374,9 @@ class Trainer:
         return summary
 
     def _install_signal_handlers(self):
-        def handler(signum, frame):  # finish the current step, checkpoint, exit cleanly
+        def handler(signum, frame):  # finish the current step, checkpoint, then stop
             self.stop_requested = True
+            self.stop_signal = signum
         old = {}
         try:
             for sig in (signal.SIGINT, signal.SIGTERM):
@@ -308,9 +402,13 @@ class _Losses(torch.nn.Module):
         return self.model.training_losses(feats, feats_pos, labels)
 
 
-def train(cfg: Config, out: str | os.PathLike, resume: bool = False, progress: bool = True) -> dict:
-    """Train ``cfg`` into the folder ``out``; returns a summary dict."""
-    trainer = Trainer(cfg, out, resume=resume, progress=progress)
+def train(cfg: Config, out: str | os.PathLike, resume: bool = False, progress: bool = True,
+          overwrite: bool = False) -> dict:
+    """Train ``cfg`` into the folder ``out``; returns a summary dict.
+
+    ``resume``: continue ``out/last.pt``; ``overwrite``: replace a run already in ``out``
+    (without either, a folder holding a run is refused)."""
+    trainer = Trainer(cfg, out, resume=resume, progress=progress, overwrite=overwrite)
     try:
         return trainer.fit()
     finally:
@@ -327,9 +425,20 @@ def _cmd_train(args):
         return 0
     if not args.preset and not args.config:
         raise EqussError("give --preset NAME or --config FILE (list presets with `equss train --list-presets`)")
+    if args.resume and args.overwrite:
+        raise EqussError("--resume and --overwrite exclude each other: continue the run or replace it")
     cfg = config_from_args(args)
     out = args.out or os.path.join("runs", f"{cfg.name}-{cfg.scale}")
-    summary = train(cfg, out, resume=args.resume)
+    try:
+        summary = train(cfg, out, resume=args.resume, overwrite=args.overwrite)
+    except Interrupted as exc:
+        argv = [a for a in getattr(args, "argv", None) or [] if a != "--overwrite"]
+        if argv and "--out" not in argv and not any(a.startswith("--out=") for a in argv):
+            argv += ["--out", out]
+        if argv and "--resume" not in argv:
+            argv.append("--resume")
+        command = "equss " + shlex.join(argv) if argv else "the same command and --resume"
+        raise Interrupted(str(exc).replace("the same command and --resume", command), exc.signum) from None
     best = summary["best"]
     print(f"done: {summary['steps']} steps in {summary['wall_s']:.0f}s; best val cluster mIoU "
           f"{best.get('cluster_mIoU', float('nan')):.2f} at step {best.get('step')}; checkpoints in {out}")
@@ -342,6 +451,7 @@ def register(sub):
     add_config_args(p)
     p.add_argument("--out", help="run folder (default: runs/<preset>-<scale>)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument("--overwrite", action="store_true", help="replace a run already in OUT (else it is refused)")
     p.add_argument("--steps", type=int, help="number of training steps (overrides the config)")
     p.add_argument("--input-path", choices=["auto", "cache", "online"], help="feature cache or online backbone")
     p.add_argument("--list-presets", action="store_true", help="list preset names and exit")

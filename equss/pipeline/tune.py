@@ -71,14 +71,16 @@ def quantile_table(samples: dict[str, np.ndarray], levels=QUANTILES) -> dict[str
 
 
 def parse_level(level) -> tuple[float, float, float]:
-    """``0.6`` (all three terms) or ``"0.5,0.5,0.9"`` (intra, inter, negative)."""
-    if isinstance(level, (int, float)):
-        return (float(level),) * 3
-    parts = [float(p) for p in str(level).split(",")]
+    """``0.6`` (all three terms) or ``"0.5,0.5,0.9"`` (intra, inter, negative); each in [0, 1]."""
+    bad = EqussError(f"level {level!r} must be q or q_intra,q_inter,q_neg with each a number in [0, 1] (e.g. 0.8 or 0.5,0.5,0.9)")
+    try:
+        parts = [float(level)] if isinstance(level, (int, float)) else [float(p) for p in str(level).split(",")]
+    except ValueError:
+        raise bad from None
     if len(parts) == 1:
-        return (parts[0],) * 3
+        parts = parts * 3
     if len(parts) != 3 or not all(0 <= p <= 1 for p in parts):
-        raise EqussError(f"level {level!r} must be q or q_intra,q_inter,q_neg with each in [0, 1]")
+        raise bad
     return tuple(parts)
 
 
@@ -93,12 +95,20 @@ def tune(cfg: Config, out: str | Path, levels=(0.5, 0.6, 0.7, 0.8), steps: int =
     from equss.pipeline.inputs import BatchSource
     from equss.pipeline.train import Trainer
 
+    levels = list(levels)
+    if not levels:
+        raise EqussError("no candidate levels given; pass --levels 0.5 0.7 ...")
+    for level in levels:
+        parse_level(level)  # every level checked before anything is computed or written
+    if steps < 0:
+        raise EqussError(f"--tune-steps must be >= 0 (0 = calibration only), got {steps}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     # the Trainer builds (or opens) the feature caches and kNN of the training split
-    probe = Trainer(replace(cfg, train={"steps": 0, "val_every": 0}), out / "calibration", progress=progress)
+    probe = Trainer(replace(cfg, train={"val_every": 0}), out / "calibration", progress=progress)
     source = BatchSource(cfg, probe.train_set, probe.source.nns, cache=probe.source.cache)
+    probe.close()  # only its data was needed
     samples = fd_samples(source, batch_size=cfg.train.batch_size, feature_samples=cfg.loss.feature_samples,
                          neg_samples=cfg.loss.neg_samples, pointwise=cfg.loss.pointwise, seed=cfg.train.seed)
     quantiles = quantile_table(samples)
@@ -119,7 +129,7 @@ def tune(cfg: Config, out: str | Path, levels=(0.5, 0.6, 0.7, 0.8), steps: int =
         cand_cfg = replace(cfg, loss=shifts, train={"steps": steps, "val_every": steps, "ckpt_every": steps})
         qs = parse_level(level)
         name = f"q{qs[0]:g}" if len(set(qs)) == 1 else "q" + "_".join(f"{q:g}" for q in qs)
-        trainer = Trainer(cand_cfg, out / name, progress=progress)
+        trainer = Trainer(cand_cfg, out / name, progress=progress, overwrite=True)  # tune reruns candidates
         summary = trainer.fit()
         candidates.append({"level": str(level), **shifts, "val": summary["best"], "last_losses": summary["last"]})
     if not candidates:
@@ -156,7 +166,7 @@ def _cmd_tune(args):
 
 
 def register(sub):
-    from equss.pipeline.args import add_config_args
+    from equss.pipeline.args import add_config_args, nonnegative_int
 
     p = sub.add_parser("tune", help="calibrate the correlation-loss shifts to a backbone/dataset (validation only)",
                        description=__doc__.split("\n\n")[0])
@@ -165,6 +175,6 @@ def register(sub):
     p.add_argument("--levels", nargs="+", default=["0.5", "0.6", "0.7", "0.8"],
                    help="fd quantile levels to try as shifts: q (all terms) or q_intra,q_inter,q_neg "
                         "(default: 0.5 0.6 0.7 0.8)")
-    p.add_argument("--tune-steps", type=int, default=200,
+    p.add_argument("--tune-steps", type=nonnegative_int, default=200,
                    help="training steps per candidate (default: 200); 0 = calibration only, shifts at the first level")
     p.set_defaults(func=_cmd_tune)
