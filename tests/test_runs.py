@@ -15,7 +15,7 @@ def fake_pipeline(monkeypatch, tmp_path):
     monkeypatch.setenv("EQUSS_CACHE", str(tmp_path / "cache"))
     calls = {"train": [], "eval": 0}
 
-    def train(cfg, out, resume=False, progress=True):
+    def train(cfg, out, resume=False, progress=True, overwrite=False):
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         calls["train"].append({"resume": resume, "existing": sorted(p.name for p in out.iterdir() if p.name != ".lock")})
