@@ -9,7 +9,8 @@ processes).  Features come from the feature cache (the backbone is frozen), so
 evaluating several checkpoints never recomputes the backbone.
 
 Output: ``eval.json`` with every number, per-class IoU, the confusion matrices, the
-cluster->class assignment and the provenance (commit, config, checkpoint, data, device).
+cluster->class assignment and the provenance (commit, config, checkpoint, data, backbone
+weights, device).  A checkpoint is only evaluated with the backbone weights it was trained on.
 """
 from __future__ import annotations
 
@@ -108,6 +109,12 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike | 
     if dataset.n_classes != state["n_classes"]:
         raise EqussError(f"checkpoint has {state['n_classes']} classes but {cfg.data.dataset} has {dataset.n_classes}")
     backbone = make_backbone(cfg, device=dev)
+    weights_id = backbone.weights_id
+    trained_on = (state.get("provenance") or {}).get("backbone_weights")
+    if trained_on and trained_on != weights_id:  # older checkpoints do not record it
+        raise EqussError(f"{checkpoint} was trained on {cfg.train.backbone} features from weights {trained_on}, but "
+                         f"{cfg.train.backbone} now loads {weights_id}; put the same weights file back "
+                         f"(train.weights or the DINO file in the cache folder) or retrain")
     cache = get_or_build_features(backbone, dataset, device=dev, progress=progress)
     flip_cache = get_or_build_features(backbone, HFlip(dataset), device=dev, progress=progress) if flip else None
     del backbone
@@ -117,7 +124,7 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike | 
     result["provenance"] = provenance(
         checkpoint=str(checkpoint), checkpoint_step=state.get("step"), config=cfg.to_dict(), config_key=cfg.key(),
         scale=cfg.scale, dataset=cfg.data.dataset, split=split, n_images=len(dataset),
-        backbone=cfg.train.backbone, weights=cfg.train.weights, flip=flip, crf=crf,
+        backbone=cfg.train.backbone, weights=cfg.train.weights, backbone_weights=weights_id, flip=flip, crf=crf,
         device=device_description(dev), wall_s=round(time.time() - t0, 2),
         train_provenance=state.get("provenance"))
     if out:
