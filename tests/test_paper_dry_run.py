@@ -191,6 +191,42 @@ def test_eval_refuses_other_backbone_weights(tiny_run, tmp_path, capsys):
     assert "was trained on dino_vits8 features from weights dino:dino_deitsmall8_300ep_pretrain.pth:000000000000" in err
     assert not (tmp_path / "eval" / "eval.json").exists()
 
+def test_crf_eval_makes_one_worker_pool(tiny_run, paper_env, tmp_path, monkeypatch):
+    """`equss eval --crf --workers N` starts one process pool for the whole evaluation (it started
+    one per batch and probe: 2 x 1,088 pools for the 2,175 COCO val images), gives the pool at least
+    N images at a time (batches of 2 kept all but 2 workers idle), and its numbers equal the
+    single-process ones."""
+    from equss.eval import crf
+
+    pools = []
+
+    class SerialPool:  # the pool's interface, in this process (a real spawn costs seconds here)
+        def __init__(self, workers):
+            pools.append(self)
+            self.jobs = []  # images per map call
+
+        def map(self, fn, jobs):
+            self.jobs.append(len(jobs))
+            return [fn(j) for j in jobs]
+
+        def terminate(self):
+            self.closed = True
+
+        def join(self):
+            pass
+
+    monkeypatch.setattr(crf, "worker_pool", SerialPool)
+    base = ["eval", "--checkpoint", str(tiny_run / "last.pt"), "--crf"]
+    assert cli.main(base + ["--workers", "1", "--out", str(tmp_path / "w1")]) == 0
+    assert pools == []
+    assert cli.main(base + ["--workers", "3", "--out", str(tmp_path / "w3")]) == 0
+    # 3 val images in evaluation batches of 2: the CRF waits for >= 3 images (one per worker),
+    # then refines them for the cluster and the linear probe
+    assert paper_env.counts["cocostuff27"]["val"] == 3
+    assert len(pools) == 1 and pools[0].jobs == [3, 3] and pools[0].closed
+    one, three = (json.loads((tmp_path / w / "eval.json").read_text()) for w in ("w1", "w3"))
+    assert {k: v for k, v in one.items() if k != "provenance"} == {k: v for k, v in three.items() if k != "provenance"}
+
 
 # ------------------------------------------------------------------------------ notebooks
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"

@@ -57,31 +57,50 @@ def evaluate_cached(model, cache, n_classes: int, cfg: Config, device="cpu", fli
     extra = cfg.model.extra_clusters
     metrics = {"cluster": UnsupervisedMetrics(n_classes, extra_clusters=extra, compute_hungarian=True),
                "linear": UnsupervisedMetrics(n_classes, compute_hungarian=False)}
+    pool = None
     if crf:
-        from equss.eval.crf import crf_batch
+        from equss.eval.crf import crf_batch, worker_pool
 
         metrics["cluster_crf"] = UnsupervisedMetrics(n_classes, extra_clusters=extra, compute_hungarian=True)
         metrics["linear_crf"] = UnsupervisedMetrics(n_classes, compute_hungarian=False)
         if images is None:
             raise ValueError("CRF evaluation needs the image dataset")
+        if workers > 1:  # one pool for the whole evaluation, not one per batch (seconds each)
+            pool = worker_pool(workers)
+    pending = []  # (image, cluster scores, linear scores, label) for the CRF, in groups of >= `workers`
+
+    def crf_flush():
+        if not pending:
+            return
+        imgs, labels = [p[0] for p in pending], torch.stack([p[3] for p in pending])
+        for j, key in enumerate(("cluster", "linear")):
+            refined = crf_batch(imgs, torch.stack([p[1 + j] for p in pending]), workers=workers, pool=pool)
+            metrics[f"{key}_crf"].update(torch.as_tensor(np.asarray(refined)).argmax(1), labels)
+        pending.clear()
+
     preds_out = {"cluster": [], "linear": []}
     n = len(cache)
-    for start in progress_bar(range(0, n, batch_size), desc="eval", disable=not progress, dynamic_ncols=True):
-        idx = list(range(start, min(n, start + batch_size)))
-        feats, labels = cache.batch(idx)
-        feats = feats.to(device)
-        flipped = flip_cache.batch(idx)[0].to(device) if flip_cache is not None else None
-        out = model.predict(feats, labels.shape[-2:], feats_flipped=flipped)
-        for key in ("cluster", "linear"):
-            pred = out[key].argmax(1).cpu()
-            metrics[key].update(pred, labels)
-            if collect:
-                preds_out[key].extend(pred.numpy().astype(np.int16))
-        if crf:
-            imgs = [images[i][0] for i in idx]
+    try:
+        for start in progress_bar(range(0, n, batch_size), desc="eval", disable=not progress, dynamic_ncols=True):
+            idx = list(range(start, min(n, start + batch_size)))
+            feats, labels = cache.batch(idx)
+            feats = feats.to(device)
+            flipped = flip_cache.batch(idx)[0].to(device) if flip_cache is not None else None
+            out = model.predict(feats, labels.shape[-2:], feats_flipped=flipped)
             for key in ("cluster", "linear"):
-                refined = crf_batch(imgs, out[key].cpu(), workers=workers)
-                metrics[f"{key}_crf"].update(torch.as_tensor(np.asarray(refined)).argmax(1), labels)
+                pred = out[key].argmax(1).cpu()
+                metrics[key].update(pred, labels)
+                if collect:
+                    preds_out[key].extend(pred.numpy().astype(np.int16))
+            if crf:  # the metrics are sums over images: grouping them for the workers changes nothing
+                pending.extend(zip([images[i][0] for i in idx], out["cluster"].cpu(), out["linear"].cpu(), labels))
+                if len(pending) >= workers:
+                    crf_flush()
+        crf_flush()
+    finally:
+        if pool is not None:
+            pool.terminate()
+            pool.join()
     result = {k: summarize(m, class_names) for k, m in metrics.items()}
     if collect:
         result["predictions"] = preds_out
