@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import os
 import platform
 import subprocess
@@ -70,12 +71,20 @@ def code_fingerprint(root: str | os.PathLike | None = None) -> str:
     return h.hexdigest()[:12]
 
 
+@functools.lru_cache(maxsize=1)
+def running_code_fingerprint() -> str:
+    """:func:`code_fingerprint` of this package, computed once per process: the code that is
+    running (an edit of the sources during a run does not change what the run records), and
+    no re-hashing of every source file at each checkpoint save (about 1.5 s on a 2-core CPU)."""
+    return code_fingerprint()
+
+
 def provenance(**extra) -> dict:
     """A dict describing where and how a result was produced; ``extra`` adds run fields."""
     info = {
         "equss_version": __version__,
         "git_commit": git_commit(),
-        "code_fingerprint": code_fingerprint(),
+        "code_fingerprint": running_code_fingerprint(),
         "time_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "host_platform": platform.platform(),
         "python": platform.python_version(),

@@ -120,3 +120,18 @@ def test_code_fingerprint_sees_code_not_prose(tmp_path):
     preset = pkg / "presets" / "paper.yaml"
     preset.write_text(preset.read_text().replace("pos_intra_shift: 0.18", "pos_intra_shift: 0.19", 1))
     assert code_fingerprint(pkg) != base
+
+
+def test_provenance_fingerprint_once_per_process(monkeypatch):
+    """provenance() (written with every checkpoint) records the fingerprint of the running code,
+    hashed once per process, not again at each save."""
+    from equss import provenance as prov
+
+    prov.running_code_fingerprint.cache_clear()
+    calls = []
+    monkeypatch.setattr(prov, "code_fingerprint", lambda root=None: calls.append(root) or "abc123abc123")
+    try:
+        assert prov.provenance()["code_fingerprint"] == prov.provenance()["code_fingerprint"] == "abc123abc123"
+        assert calls == [None]
+    finally:
+        prov.running_code_fingerprint.cache_clear()

@@ -230,6 +230,12 @@ def _worker(args):
     return dense_crf(image, scores, backend, inputs, n_iter, grid_spacing).numpy()
 
 
+def worker_pool(workers: int):
+    """A ``spawn`` process pool for :func:`crf_batch` (``pool=``): make it once per evaluation and
+    reuse it for every batch; starting one costs seconds (each worker imports torch)."""
+    return mp.get_context("spawn").Pool(workers)
+
+
 def crf_batch(images: Sequence, scores: Sequence, workers: int = 1, backend: str = "auto",
               inputs: str = "logits", n_iter: int = MAX_ITER, grid_spacing: float = DEFAULT_GRID_SPACING,
               pool=None) -> torch.Tensor:

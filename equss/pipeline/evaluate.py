@@ -9,7 +9,8 @@ processes).  Features come from the feature cache (the backbone is frozen), so
 evaluating several checkpoints never recomputes the backbone.
 
 Output: ``eval.json`` with every number, per-class IoU, the confusion matrices, the
-cluster->class assignment and the provenance (commit, config, checkpoint, data, device).
+cluster->class assignment and the provenance (commit, config, checkpoint, data, backbone
+weights, device).  A checkpoint is only evaluated with the backbone weights it was trained on.
 """
 from __future__ import annotations
 
@@ -65,31 +66,50 @@ def evaluate_cached(model, cache, n_classes: int, cfg: Config, device="cpu", fli
     extra = cfg.model.extra_clusters
     metrics = {"cluster": UnsupervisedMetrics(n_classes, extra_clusters=extra, compute_hungarian=True),
                "linear": UnsupervisedMetrics(n_classes, compute_hungarian=False)}
+    pool = None
     if crf:
-        from equss.eval.crf import crf_batch
+        from equss.eval.crf import crf_batch, worker_pool
 
         metrics["cluster_crf"] = UnsupervisedMetrics(n_classes, extra_clusters=extra, compute_hungarian=True)
         metrics["linear_crf"] = UnsupervisedMetrics(n_classes, compute_hungarian=False)
         if images is None:
             raise ValueError("CRF evaluation needs the image dataset")
+        if workers > 1:  # one pool for the whole evaluation, not one per batch (seconds each)
+            pool = worker_pool(workers)
+    pending = []  # (image, cluster scores, linear scores, label) for the CRF, in groups of >= `workers`
+
+    def crf_flush():
+        if not pending:
+            return
+        imgs, labels = [p[0] for p in pending], torch.stack([p[3] for p in pending])
+        for j, key in enumerate(("cluster", "linear")):
+            refined = crf_batch(imgs, torch.stack([p[1 + j] for p in pending]), workers=workers, pool=pool)
+            metrics[f"{key}_crf"].update(torch.as_tensor(np.asarray(refined)).argmax(1), labels)
+        pending.clear()
+
     preds_out = {"cluster": [], "linear": []}
     n = len(cache)
-    for start in progress_bar(range(0, n, batch_size), desc="eval", disable=not progress, dynamic_ncols=True):
-        idx = list(range(start, min(n, start + batch_size)))
-        feats, labels = cache.batch(idx)
-        feats = feats.to(device)
-        flipped = flip_cache.batch(idx)[0].to(device) if flip_cache is not None else None
-        out = model.predict(feats, labels.shape[-2:], feats_flipped=flipped)
-        for key in ("cluster", "linear"):
-            pred = out[key].argmax(1).cpu()
-            metrics[key].update(pred, labels)
-            if collect:
-                preds_out[key].extend(pred.numpy().astype(np.int16))
-        if crf:
-            imgs = [images[i][0] for i in idx]
+    try:
+        for start in progress_bar(range(0, n, batch_size), desc="eval", disable=not progress, dynamic_ncols=True):
+            idx = list(range(start, min(n, start + batch_size)))
+            feats, labels = cache.batch(idx)
+            feats = feats.to(device)
+            flipped = flip_cache.batch(idx)[0].to(device) if flip_cache is not None else None
+            out = model.predict(feats, labels.shape[-2:], feats_flipped=flipped)
             for key in ("cluster", "linear"):
-                refined = crf_batch(imgs, out[key].cpu(), workers=workers)
-                metrics[f"{key}_crf"].update(torch.as_tensor(np.asarray(refined)).argmax(1), labels)
+                pred = out[key].argmax(1).cpu()
+                metrics[key].update(pred, labels)
+                if collect:
+                    preds_out[key].extend(pred.numpy().astype(np.int16))
+            if crf:  # the metrics are sums over images: grouping them for the workers changes nothing
+                pending.extend(zip([images[i][0] for i in idx], out["cluster"].cpu(), out["linear"].cpu(), labels))
+                if len(pending) >= workers:
+                    crf_flush()
+        crf_flush()
+    finally:
+        if pool is not None:
+            pool.terminate()
+            pool.join()
     result = {k: summarize(m, class_names) for k, m in metrics.items()}
     if collect:
         result["predictions"] = preds_out
@@ -117,6 +137,12 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike | 
     if dataset.n_classes != state["n_classes"]:
         raise EqussError(f"checkpoint has {state['n_classes']} classes but {cfg.data.dataset} has {dataset.n_classes}")
     backbone = make_backbone(cfg, device=dev)
+    weights_id = backbone.weights_id
+    trained_on = (state.get("provenance") or {}).get("backbone_weights")
+    if trained_on and trained_on != weights_id:  # older checkpoints do not record it
+        raise EqussError(f"{checkpoint} was trained on {cfg.train.backbone} features from weights {trained_on}, but "
+                         f"{cfg.train.backbone} now loads {weights_id}; put the same weights file back "
+                         f"(train.weights or the DINO file in the cache folder) or retrain")
     cache = get_or_build_features(backbone, dataset, device=dev, progress=progress)
     require_labels(cache, f"{cfg.data.dataset} split {split!r}", "pass a labelled --split")
     flip_cache = get_or_build_features(backbone, HFlip(dataset), device=dev, progress=progress) if flip else None
@@ -127,7 +153,7 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike | 
     result["provenance"] = provenance(
         checkpoint=str(checkpoint), checkpoint_step=state.get("step"), config=cfg.to_dict(), config_key=cfg.key(),
         scale=cfg.scale, dataset=cfg.data.dataset, split=split, n_images=len(dataset),
-        backbone=cfg.train.backbone, weights=cfg.train.weights, flip=flip, crf=crf,
+        backbone=cfg.train.backbone, weights=cfg.train.weights, backbone_weights=weights_id, flip=flip, crf=crf,
         device=device_description(dev), wall_s=round(time.time() - t0, 2),
         train_provenance=state.get("provenance"))
     if out:

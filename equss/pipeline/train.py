@@ -218,7 +218,8 @@ class Trainer:
             "assignment": self.val_assignment,
             "rng": rng_state(),
             "batches": self.source.state_dict(),
-            "provenance": provenance(device=device_description(self.device), input_path=self.input_path),
+            "provenance": provenance(device=device_description(self.device), input_path=self.input_path,
+                                     backbone_weights=self.weights_id),
         }
 
     def _resume(self, state: dict):
