@@ -152,3 +152,15 @@ def test_sigterm_writes_checkpoint_and_exits_cleanly(data_root, tmp_path):
     assert proc.wait(timeout=120) == 0
     state = load_checkpoint(out / "last.pt")
     assert 1 <= state["step"] < 500
+
+
+def test_keep_checkpoints_saves_every_validation(data_root, tmp_path):
+    """train.keep_checkpoints: step_<N>.pt at every validation, holding that step's weights; off by default."""
+    train(smoke_cfg(data_root, **{"train.keep_checkpoints": True}), tmp_path / "kept", progress=False)
+    assert sorted(p.name for p in (tmp_path / "kept").glob("step_*.pt")) == ["step_2.pt", "step_4.pt"]
+    kept, last = load_checkpoint(tmp_path / "kept" / "step_4.pt"), load_checkpoint(tmp_path / "kept" / "last.pt")
+    assert kept["step"] == 4 and load_checkpoint(tmp_path / "kept" / "step_2.pt")["step"] == 2
+    for k, v in last["model"].items():
+        assert torch.equal(v, kept["model"][k]), k
+    train(smoke_cfg(data_root), tmp_path / "default", progress=False)
+    assert not list((tmp_path / "default").glob("step_*.pt"))
