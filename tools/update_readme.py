@@ -12,8 +12,9 @@ ROOT = Path(__file__).resolve().parent.parent
 RES = ROOT / "results" / "proxy"
 ORDER = [("table1", "Table 1"), ("table2", "Table 2"), ("table3", "Table 3"), ("fig2", "Figure 2"),
          ("fig4", "Figure 4"), ("fig5", "Figure 5"), ("fig6", "Figure 6"), ("learning_curves", "Learning curves")]
-CLAIMS_NOTE = ("*Not filled yet: the verdicts appear here when the proxy results are regenerated with seeds "
-               "(`make reproduce SCALE=proxy`, then `python tools/update_readme.py`).*")
+CLAIMS_NOTE = ("*Not filled yet: the verdicts appear here when the proxy results are regenerated with seeds\n"
+               "(`make reproduce SCALE=proxy`, then `python tools/update_readme.py`). The earlier\n"
+               "single-seed, hand-typed summary was removed because a claim needs seeds to be decided.*")
 
 
 def section() -> str:
@@ -21,7 +22,7 @@ def section() -> str:
     for name, title in ORDER:
         md, png = RES / f"{name}.md", RES / f"{name}.png"
         if not (md.exists() or png.exists()):
-            out.append(f"**{title}**: not produced yet (`make reproduce-{name}`).\n")
+            out.append(f"**{title}**: not produced yet (`make reproduce-{name.replace("_", "-")}`).\n")
             continue
         links = [f"[{name}.csv](results/proxy/{name}.csv)"] if (RES / f"{name}.csv").exists() else []
         links += [f"[provenance](results/proxy/{name}.provenance.json)", "[notebook](results/proxy/notebooks/)"]
