@@ -22,7 +22,7 @@ def section() -> str:
     for name, title in ORDER:
         md, png = RES / f"{name}.md", RES / f"{name}.png"
         if not (md.exists() or png.exists()):
-            out.append(f"**{title}**: not produced yet (`make reproduce-{name.replace("_", "-")}`).\n")
+            out.append(f"**{title}**: not produced yet (`make reproduce-{name.replace('_', '-')}`).\n")
             continue
         links = [f"[{name}.csv](results/proxy/{name}.csv)"] if (RES / f"{name}.csv").exists() else []
         links += [f"[provenance](results/proxy/{name}.provenance.json)", "[notebook](results/proxy/notebooks/)"]
