@@ -2,7 +2,8 @@
 #   make setup                       venv in .venv with everything (torch, extras, JupyterLab, offline weights)
 #   make lab                         JupyterLab on notebooks/ (the notebooks are the source; jupytext pairs them with .py)
 #   make test                        unit tests, then `pytest --nbval notebooks/` (smoke scale; what CI runs)
-#   make reproduce-table1 [SCALE=proxy|paper|smoke]   one table/figure; `make reproduce` for all
+#   make reproduce-table1 [SCALE=proxy|paper|smoke] [SEEDS="0 1 2"] [SET="train.steps=2"]   one table/figure
+#   make reproduce [SCALE=...]       all of them, then the claims; wall time and peak RSS -> results/<scale>/reproduce.json
 #   make nb-sync                     after editing a notebook outside JupyterLab: sync .ipynb <-> .py, strip outputs
 #   make bench                       benchmarks -> results/bench/*.json
 # Data: DATA (default $EQUSS_DATA, else ../shared/data when present, else ./data; with ./data
@@ -21,7 +22,8 @@ NB_RUN = $(PY) -m equss.paper.notebooks
 LAB_ARGS ?= $(if $(filter 0,$(shell id -u)),--allow-root)
 
 .PHONY: setup lab test unit-test nb-test nb-sync quickstart reproduce bench clean-results \
-        reproduce-table1 reproduce-table2 reproduce-table3 reproduce-fig2 reproduce-fig4 reproduce-fig5 reproduce-fig6
+        reproduce-all reproduce-table1 reproduce-table2 reproduce-table3 reproduce-fig2 reproduce-fig4 reproduce-fig5 \
+        reproduce-fig6 reproduce-learning-curves reproduce-claims
 
 setup: $(VENV)/.installed
 
@@ -60,20 +62,33 @@ quickstart: setup
 	$(PY) -m equss baseline --preset camvid-equss --scale $(SCALE) --out $(RESULTS)/baseline
 
 # ---------------------------------------------------------------- reproduction (file targets)
-$(RESULTS)/table1.csv: $(VENV)/.installed
-	$(NB_RUN) table1_cocostuff --scale $(SCALE) --results $(RESULTS)
-$(RESULTS)/table2.csv: $(VENV)/.installed
-	$(NB_RUN) table2_cityscapes_potsdam --scale $(SCALE) --results $(RESULTS)
-$(RESULTS)/table3.csv: $(VENV)/.installed
-	$(NB_RUN) table3_ablation --scale $(SCALE) --results $(RESULTS)
-$(RESULTS)/fig2.png: $(VENV)/.installed
-	$(NB_RUN) fig2_dimension --scale $(SCALE) --results $(RESULTS)
-$(RESULTS)/fig4.png: $(VENV)/.installed
-	$(NB_RUN) fig4_entropy --scale $(SCALE) --results $(RESULTS)
-$(RESULTS)/fig5.png: $(VENV)/.installed
-	$(NB_RUN) fig5_qualitative --scale $(SCALE) --results $(RESULTS)
-$(RESULTS)/fig6.png: $(VENV)/.installed
-	$(NB_RUN) fig6_mk_grid --scale $(SCALE) --results $(RESULTS)
+# Each artefact depends on its notebook (.py and .ipynb) and on the package sources, so a changed notebook or
+# module remakes it (the run cache inside still reuses every training whose config and code are unchanged).
+# SEEDS="0 1 2" and SET="train.steps=2 ..." pass the notebooks' `seeds` and `overrides` parameters.
+SRC := $(shell find equss -name '*.py' -o -name '*.yaml')
+NB_ARGS = --scale $(SCALE) --results $(RESULTS) $(if $(SEEDS),--seeds $(SEEDS)) $(foreach o,$(SET),--set $(o))
+nb = notebooks/$(1).py notebooks/$(1).ipynb $(SRC) $(VENV)/.installed
+
+$(RESULTS)/table1.csv: $(call nb,table1_cocostuff)
+	$(NB_RUN) table1_cocostuff $(NB_ARGS)
+$(RESULTS)/table2.csv: $(call nb,table2_cityscapes_potsdam)
+	$(NB_RUN) table2_cityscapes_potsdam $(NB_ARGS)
+$(RESULTS)/table3.csv: $(call nb,table3_ablation)
+	$(NB_RUN) table3_ablation $(NB_ARGS)
+$(RESULTS)/fig2.png: $(call nb,fig2_dimension)
+	$(NB_RUN) fig2_dimension $(NB_ARGS)
+$(RESULTS)/fig4.png: $(call nb,fig4_entropy)
+	$(NB_RUN) fig4_entropy $(NB_ARGS)
+$(RESULTS)/fig5.png: $(call nb,fig5_qualitative)
+	$(NB_RUN) fig5_qualitative $(NB_ARGS)
+$(RESULTS)/fig6.png: $(call nb,fig6_mk_grid)
+	$(NB_RUN) fig6_mk_grid $(NB_ARGS)
+$(RESULTS)/learning_curves.png: $(call nb,learning_curves)
+	$(NB_RUN) learning_curves $(NB_ARGS)
+# the verdicts read every per-seed table: last
+$(RESULTS)/claims.md: $(call nb,claims) $(RESULTS)/table1.csv $(RESULTS)/table2.csv $(RESULTS)/table3.csv \
+                      $(RESULTS)/fig2.png $(RESULTS)/fig4.png $(RESULTS)/fig6.png
+	$(NB_RUN) claims $(NB_ARGS)
 
 reproduce-table1: $(RESULTS)/table1.csv
 reproduce-table2: $(RESULTS)/table2.csv
@@ -82,7 +97,15 @@ reproduce-fig2: $(RESULTS)/fig2.png
 reproduce-fig4: $(RESULTS)/fig4.png
 reproduce-fig5: $(RESULTS)/fig5.png
 reproduce-fig6: $(RESULTS)/fig6.png
-reproduce: reproduce-table1 reproduce-table2 reproduce-table3 reproduce-fig2 reproduce-fig4 reproduce-fig5 reproduce-fig6
+reproduce-learning-curves: $(RESULTS)/learning_curves.png
+reproduce-claims: $(RESULTS)/claims.md
+REPRODUCE := reproduce-table1 reproduce-table2 reproduce-table3 reproduce-fig2 reproduce-fig4 reproduce-fig5 \
+             reproduce-fig6 reproduce-learning-curves reproduce-claims
+reproduce-all: $(REPRODUCE)
+# everything, with its wall time and peak RSS recorded in results/<scale>/reproduce.json
+reproduce: setup
+	$(PY) tools/measure.py $(RESULTS)/reproduce.json -- $(MAKE) --no-print-directory reproduce-all SCALE=$(SCALE) \
+	    $(if $(SEEDS),SEEDS="$(SEEDS)") $(if $(SET),SET="$(SET)")
 
 bench: setup
 	$(PY) benchmarks/run_all.py

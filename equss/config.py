@@ -113,6 +113,8 @@ class TrainConfig:
     seed: int = 0
     val_every: int = 500
     ckpt_every: int = 500
+    # keep the weights of every validation as step_<N>.pt (learning curves, checkpoint selection)
+    keep_checkpoints: bool = False
     log_every: int = 25
     device: str = "auto"          # auto | cpu | cuda | cuda:N
     # auto | cache | online.  auto = cache: the kNN positives need one backbone pass over

@@ -16,14 +16,17 @@ from equss.io import write_json  # noqa: F401  (re-exported: provenance files ar
 
 
 def git_commit(cwd: str | os.PathLike | None = None) -> str:
-    """The git commit of the equss source tree ("+dirty" when it has uncommitted changes)."""
+    """The git commit of the equss source tree ("+dirty" when it has uncommitted changes outside
+    ``results/``: a reproduction rewriting its committed outputs does not make its own later
+    runs name another commit)."""
     where = cwd or Path(__file__).resolve().parent
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True,
                              timeout=10).stdout.strip()
         if len(sha) != 40 or any(c not in "0123456789abcdef" for c in sha):
             return "unknown"  # not a git checkout (e.g. a copied tree)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=where,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+                                ":(top,exclude)results"], cwd=where,
                                capture_output=True, text=True, timeout=10).stdout.strip()
         return sha + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):

@@ -16,7 +16,7 @@
 # %% [markdown]
 # # Figure 2: accuracy vs feature dimension
 #
-# A supervised head (trained through the linear probe's cross-entropy, an upper reference), the STEGO head (no PQ) and EQUSS (PQ, M = 16 codebooks of K = 256) at several head widths. At proxy scale: CamVid, fewer widths and steps than the paper (see the `dims` and `steps` parameters).
+# A supervised head (trained through the linear probe's cross-entropy, an upper reference), the STEGO head (no PQ) and EQUSS (PQ, M = 16 codebooks of K = 256) at head widths 64 to 1024, each trained for the preset's steps. Seeds become error bars (default one seed at proxy scale: 15 trainings per seed).
 
 # %% tags=["parameters"]
 # Parameters (papermill overrides these; defaults are the CI smoke settings)
@@ -24,37 +24,36 @@ scale = "smoke"        # smoke | proxy | paper
 results_dir = None     # default: results/<scale> (a temporary folder at smoke scale)
 data_root = None       # default: $EQUSS_DATA
 device = "auto"        # auto | cpu | cuda
-dims = None           # default: [64, 512] at proxy (smoke: [32, 64])
-steps = None          # default: 100 at proxy, else the preset's
+seeds = None           # default: [0] at proxy (15 trainings per seed), [0, 1, 2] at paper, [0] at smoke
+overrides = []         # config overrides for every run (strings section.key:value, written with an equals sign)
+dims = None           # default: [64, 128, 256, 512, 1024] (smoke: [32, 64])
+steps = None          # default: the preset's
 
 # %%
 # %matplotlib inline
-import matplotlib.pyplot as plt
-import numpy as np
 from equss import paper as ex
 from equss.paper import plots
 from equss.paper import quoted as paper
-out = ex.results_dir(scale, results_dir)
-cfg = lambda preset, **ov: ex.config(ex.preset_for(preset, scale), scale, overrides=ov, data_root=data_root, device=device)
-print("writing to", out)
+out, cfg = ex.setup(scale, results_dir, data_root, device, overrides)
+seeds, records = ex.seeds_for(scale, seeds, proxy=[0]), out / "runs"  # every run's record goes to runs/<run>/
+print("writing to", out, "| seeds", seeds)
 
 # %%
-dims = dims or ([32, 64] if scale == "smoke" else [64, 512] if scale == "proxy" else [64, 128, 256, 512, 1024])
-steps = steps or (100 if scale == "proxy" else None)
+dims = dims or ([32, 64] if scale == "smoke" else [64, 128, 256, 512, 1024])
 methods = {"supervised head": {"model.pq": False, "model.objective": "supervised"},
            "STEGO head": {"model.pq": False},
            "EQUSS (PQ)": {"model.pq": True, "model.num_codebooks": 16, "model.codebook_size": 256}}
 extra = {"train.steps": steps, "train.val_every": steps} if steps else {}
-runs = {(m, d): ex.run(cfg("cocostuff27-equss", **{"model.head_dim": d, **ov, **extra}), flip=False) for m, ov in methods.items() for d in dims}
+runs = {(m, d, s): ex.run(cfg("cocostuff27-equss", s, **{"model.head_dim": d, **ov, **extra}), records=records)
+        for m, ov in methods.items() for d in dims for s in seeds}
 
 # %%
-rows = [{"method": m, "dim": d, "unsup_acc": round(r["cluster"]["Accuracy"], 1), "unsup_miou": round(r["cluster"]["mIoU"], 1),
-         "linear_acc": round(r["linear"]["Accuracy"], 1), "linear_miou": round(r["linear"]["mIoU"], 1), "source": "measured"}
-        for (m, d), r in runs.items()]
-ex.save_table(rows, out, "fig2", caption=f"Figure 2 ({scale}): accuracy vs head dimension (%)")
-ex.save_provenance(out, "fig2", scale, {f"{m} {d}": r for (m, d), r in runs.items()})
+dataset = cfg("cocostuff27-equss").data.dataset
+rows = [ex.row(m, r, dataset, s, dim=d) for (m, d, s), r in runs.items()]
+ex.save_table(rows, out, "fig2", caption=f"Figure 2 ({scale}): accuracy vs head dimension (%), mean ± std over seeds")
+ex.save_provenance(out, "fig2", scale, {r["run"]: r for r in runs.values()}, seeds=seeds, dims=dims)
 ex.show(rows)
 
 # %%
-fig = plots.dimension_curves(rows, title=f"Figure 2 ({scale}, {cfg('cocostuff27-equss').data.dataset}): accuracy vs dimension")
+fig = plots.dimension_curves(rows, title=f"Figure 2 ({scale}, {dataset}): accuracy vs dimension")
 plots.save(fig, out / "fig2.png", dpi=120)

@@ -16,7 +16,7 @@
 # %% [markdown]
 # # Figure 5: qualitative results
 #
-# Image, ground truth, STEGO and EQUSS (cluster probe, clusters mapped to classes by the Hungarian assignment of the whole test split).
+# Test images spread evenly over the test split (not consecutive frames): image, ground truth, STEGO and EQUSS without and with the dense CRF (cluster probe, clusters mapped to classes by the Hungarian assignment of the whole test split). The first seed's runs.
 
 # %% tags=["parameters"]
 # Parameters (papermill overrides these; defaults are the CI smoke settings)
@@ -24,29 +24,31 @@ scale = "smoke"        # smoke | proxy | paper
 results_dir = None     # default: results/<scale> (a temporary folder at smoke scale)
 data_root = None       # default: $EQUSS_DATA
 device = "auto"        # auto | cpu | cuda
+seeds = None           # default: [0, 1, 2] at proxy and paper, [0] at smoke
+overrides = []         # config overrides for every run (strings section.key:value, written with an equals sign)
 n_images = 4
 
 # %%
 # %matplotlib inline
-import matplotlib.pyplot as plt
-import numpy as np
 from equss import paper as ex
 from equss.paper import plots
 from equss.paper import quoted as paper
-out = ex.results_dir(scale, results_dir)
-cfg = lambda preset, **ov: ex.config(ex.preset_for(preset, scale), scale, overrides=ov, data_root=data_root, device=device)
-print("writing to", out)
+out, cfg = ex.setup(scale, results_dir, data_root, device, overrides)
+seeds, records = ex.seeds_for(scale, seeds), out / "runs"  # every run's record goes to runs/<run>/
+print("writing to", out, "| seeds", seeds)
 
 # %%
 from equss.data import dataset_info
-runs = {"STEGO": ex.run(cfg("cocostuff27-stego")), "EQUSS": ex.run(cfg("cocostuff27-equss"))}
+runs = {n: ex.run(cfg(f"cocostuff27-{n.lower()}", seeds[0]), crf=True, records=records) for n in ("STEGO", "EQUSS")}
 palette = dataset_info(cfg("cocostuff27-equss").data.dataset).palette
-preds = {k: ex.predictions(r, list(range(n_images))) for k, r in runs.items()}
+images = ex.spread_indices(ex.n_test_images(runs["EQUSS"]), n_images)
+preds = {k: ex.predictions(r, images, crf=True) for k, r in runs.items()}
+print("test images", images)
 
 # %%
-panels = [[preds["EQUSS"]["image"][i], ex.colorize(preds["EQUSS"]["label"][i], palette),
-           ex.colorize(preds["STEGO"]["pred"][i], palette), ex.colorize(preds["EQUSS"]["pred"][i], palette)]
-          for i in range(n_images)]
-fig = plots.qualitative_grid(panels, ["image", "ground truth", "STEGO", "EQUSS"])
+col = lambda x: ex.colorize(x, palette)
+panels = [[preds["EQUSS"]["image"][i], col(preds["EQUSS"]["label"][i]), col(preds["STEGO"]["pred"][i]), col(preds["STEGO"]["pred_crf"][i]),
+           col(preds["EQUSS"]["pred"][i]), col(preds["EQUSS"]["pred_crf"][i])] for i in range(len(images))]
+fig = plots.qualitative_grid(panels, ["image", "ground truth", "STEGO", "STEGO + CRF", "EQUSS", "EQUSS + CRF"])
 plots.save(fig, out / "fig5.png", dpi=100)
-ex.save_provenance(out, "fig5", scale, runs, images=list(range(n_images)))
+ex.save_provenance(out, "fig5", scale, {r["run"]: r for r in runs.values()}, images=images, seed=seeds[0])

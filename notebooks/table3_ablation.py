@@ -16,7 +16,7 @@
 # %% [markdown]
 # # Table 3: ablation of dimension and PQ (proxy: CamVid)
 #
-# M1 = STEGO (70, no PQ), M2 = 384 no PQ, M3 = 1024 no PQ, Q2 = 384 + PQ, Q3 = 1024 + PQ (= the EQUSS row of Table 1, same cached run).
+# M1 = 70 no PQ, M2 = 384 no PQ, M3 = 1024 no PQ, Q2 = 384 + PQ, Q3 = 1024 + PQ (= the EQUSS row of Table 1, same cached run), all on one recipe; per seed, mean ± std in the Markdown.
 
 # %% tags=["parameters"]
 # Parameters (papermill overrides these; defaults are the CI smoke settings)
@@ -24,20 +24,23 @@ scale = "smoke"        # smoke | proxy | paper
 results_dir = None     # default: results/<scale> (a temporary folder at smoke scale)
 data_root = None       # default: $EQUSS_DATA
 device = "auto"        # auto | cpu | cuda
+seeds = None           # default: [0, 1, 2] at proxy and paper, [0] at smoke
+overrides = []         # config overrides for every run (strings section.key:value, written with an equals sign)
 
 # %%
 from equss import paper as ex
 from equss.paper import quoted as paper
-out = ex.results_dir(scale, results_dir)
-cfg = lambda preset, **ov: ex.config(ex.preset_for(preset, scale), scale, overrides=ov, data_root=data_root, device=device)
-print("writing to", out)
+out, cfg = ex.setup(scale, results_dir, data_root, device, overrides)
+seeds, records = ex.seeds_for(scale, seeds), out / "runs"  # every run's record goes to runs/<run>/
+print("writing to", out, "| seeds", seeds)
 
 # %%
 variants = {"M1 (70, no PQ)": "M1", "M2 (384, no PQ)": "M2", "M3 (1024, no PQ)": "M3", "Q2 (384, PQ)": "Q2", "Q3 (1024, PQ)": "Q3"}
-runs = {name: ex.run(cfg(f"cocostuff27-{v}")) for name, v in variants.items()}
+runs = {(name, s): ex.run(cfg(f"cocostuff27-{v}", s), records=records) for name, v in variants.items() for s in seeds}
 
 # %%
-rows = [ex.row(n, r) for n, r in runs.items()] + paper.quoted_rows(paper.TABLE3, " [CocoStuff-27]")
-ex.save_table(rows, out, "table3", caption=f"Table 3 ({scale}): dimension and PQ ablation (%)")
-ex.save_provenance(out, "table3", scale, runs)
+dataset = cfg("cocostuff27-Q3").data.dataset
+rows = [ex.row(n, r, dataset, s) for (n, s), r in runs.items()] + paper.quoted_rows(paper.TABLE3, " [CocoStuff-27]")
+ex.save_table(rows, out, "table3", caption=f"Table 3 ({scale}): dimension and PQ ablation (%), mean ± std over seeds")
+ex.save_provenance(out, "table3", scale, {r["run"]: r for r in runs.values()}, seeds=seeds)
 ex.show(rows)

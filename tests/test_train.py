@@ -141,3 +141,15 @@ def test_sigterm_writes_checkpoint_and_exits_cleanly(data_root, tmp_path):
     assert f"interrupted by SIGTERM at step {state['step']} of 500" in lines[-1]
     assert "--resume" in lines[-1] and "done:" not in "".join(lines)
     assert not (out / "best.pt").exists() and not (out / "provenance.json").exists()
+
+
+def test_keep_checkpoints_saves_every_validation(data_root, tmp_path):
+    """train.keep_checkpoints: step_<N>.pt at every validation, holding that step's weights; off by default."""
+    train(smoke_cfg(data_root, **{"train.keep_checkpoints": True}), tmp_path / "kept", progress=False)
+    assert sorted(p.name for p in (tmp_path / "kept").glob("step_*.pt")) == ["step_2.pt", "step_4.pt"]
+    kept, last = load_checkpoint(tmp_path / "kept" / "step_4.pt"), load_checkpoint(tmp_path / "kept" / "last.pt")
+    assert kept["step"] == 4 and load_checkpoint(tmp_path / "kept" / "step_2.pt")["step"] == 2
+    for k, v in last["model"].items():
+        assert torch.equal(v, kept["model"][k]), k
+    train(smoke_cfg(data_root), tmp_path / "default", progress=False)
+    assert not list((tmp_path / "default").glob("step_*.pt"))

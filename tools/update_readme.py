@@ -2,14 +2,19 @@
 between the ``<!-- results-start -->`` / ``<!-- results-end -->`` markers.
 
 Only numbers that exist in results/ (each with its provenance JSON beside it) are copied;
-the interpretation paragraph lives in README.md itself, above the markers.
+the interpretation paragraph lives in README.md itself, above the markers.  The verdicts
+(results/proxy/claims.md, written by the ``claims`` notebook) go between
+``<!-- claims-start -->`` / ``<!-- claims-end -->`` at the head of the Results section.
 """
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RES = ROOT / "results" / "proxy"
 ORDER = [("table1", "Table 1"), ("table2", "Table 2"), ("table3", "Table 3"), ("fig2", "Figure 2"),
-         ("fig4", "Figure 4"), ("fig5", "Figure 5"), ("fig6", "Figure 6")]
+         ("fig4", "Figure 4"), ("fig5", "Figure 5"), ("fig6", "Figure 6"), ("learning_curves", "Learning curves")]
+CLAIMS_NOTE = ("*Not filled yet: the verdicts appear here when the proxy results are regenerated with seeds\n"
+               "(`make reproduce SCALE=proxy`, then `python tools/update_readme.py`). The earlier\n"
+               "single-seed, hand-typed summary was removed because a claim needs seeds to be decided.*")
 
 
 def section() -> str:
@@ -17,7 +22,7 @@ def section() -> str:
     for name, title in ORDER:
         md, png = RES / f"{name}.md", RES / f"{name}.png"
         if not (md.exists() or png.exists()):
-            out.append(f"**{title}**: not produced yet (`make reproduce-{name}`).\n")
+            out.append(f"**{title}**: not produced yet (`make reproduce-{name.replace('_', '-')}`).\n")
             continue
         links = [f"[{name}.csv](results/proxy/{name}.csv)"] if (RES / f"{name}.csv").exists() else []
         links += [f"[provenance](results/proxy/{name}.provenance.json)", "[notebook](results/proxy/notebooks/)"]
@@ -33,12 +38,26 @@ def section() -> str:
     return "\n".join(out)
 
 
+def claims() -> str:
+    """The computed verdicts (results/proxy/claims.md), or a note while there are none."""
+    md = RES / "claims.md"
+    if not md.exists():
+        return CLAIMS_NOTE
+    return ("Computed from the per-seed tables by the `claims` notebook "
+            "([claims.csv](results/proxy/claims.csv)):\n\n" + md.read_text().strip())
+
+
+def replace_block(text: str, start: str, end: str, body: str) -> str:
+    i, j = text.index(start) + len(start), text.index(end)
+    return text[:i] + "\n" + body + "\n" + text[j:]
+
+
 def main():
     readme = ROOT / "README.md"
     text = readme.read_text()
-    start, end = "<!-- results-start -->", "<!-- results-end -->"
-    i, j = text.index(start) + len(start), text.index(end)
-    readme.write_text(text[:i] + "\n" + section() + "\n" + text[j:])
+    text = replace_block(text, "<!-- claims-start -->", "<!-- claims-end -->", claims())
+    text = replace_block(text, "<!-- results-start -->", "<!-- results-end -->", section())
+    readme.write_text(text)
     print("updated", readme)
 
 

@@ -5,12 +5,17 @@
 | :mod:`~equss.paper.runs` | presets per scale, the run cache (train + evaluate a config once) |
 | :mod:`~equss.paper.tables` | table rows, CSV / Markdown / provenance files |
 | :mod:`~equss.paper.figures` | data for Fig. 4 (codes) and Fig. 5 (predictions), colouring |
+| :mod:`~equss.paper.claims` | the paper's claims decided from the per-seed tables |
+| :mod:`~equss.paper.curves` | learning curves: step choice on validation, checkpoint selection |
+| :mod:`~equss.paper.trace` | every table number against its run record |
 | :mod:`~equss.paper.quoted` | the paper's numbers, marked quoted |
 | :mod:`~equss.paper.notebooks` | the papermill runner behind ``make reproduce-*`` |
 """
-from equss.paper.figures import collect_codes, colorize, predictions
-from equss.paper.runs import baseline, config, preset_for, results_dir, run, run_dir
-from equss.paper.tables import row, save_provenance, save_table, show
+from equss.paper.figures import collect_codes, colorize, entropy_analysis, n_test_images, predictions, spread_indices
+from equss.paper.runs import (baseline, config, preset_for, results_dir, run, run_dir, seeds_for, setup,
+                              step_evaluations, validation_curve)
+from equss.paper.tables import row, save_provenance, save_table, show, summary
 
-__all__ = ["baseline", "collect_codes", "colorize", "config", "predictions", "preset_for", "results_dir",
-           "row", "run", "run_dir", "save_provenance", "save_table", "show"]
+__all__ = ["baseline", "collect_codes", "colorize", "config", "entropy_analysis", "predictions", "preset_for", "results_dir",
+           "row", "run", "run_dir", "save_provenance", "save_table", "seeds_for", "setup", "show",
+           "n_test_images", "spread_indices", "step_evaluations", "summary", "validation_curve"]

@@ -165,3 +165,152 @@ def write(verdicts: Sequence[Verdict], out_dir, name: str = "claims") -> None:
         note = f" ({v.note})" if v.note else ""
         lines.append(f"| {v.claim} | {v.source} | **{v.verdict}** | {interval} | {v.row()['n']} | {v.test}{note} |")
     (out / f"{name}.md").write_text("\n".join(lines) + "\n")
+
+
+# ---------------------------------------------------------------------------- the paper's claims
+TABLES = ("table1", "table2", "table3", "fig2", "fig4", "fig4_distance", "fig6")
+METRIC_LABELS = {"unsup_miou": "unsup. mIoU", "unsup_acc": "unsup. Acc", "linear_miou": "linear mIoU",
+                 "linear_acc": "linear Acc"}
+
+
+def load_tables(results_dir) -> dict:
+    """The per-seed CSVs of a results folder that the claims read (missing ones left out)."""
+    from pathlib import Path
+
+    import pandas as pd
+
+    out = {}
+    for name in TABLES:
+        path = Path(results_dir) / f"{name}.csv"
+        if path.is_file():
+            out[name] = pd.read_csv(path)
+    return out
+
+
+def _measured(df, crf: bool = False):
+    if df is None:
+        return None
+    d = df[df["source"] == "measured"] if "source" in df else df
+    if "crf" in d:
+        d = d[d["crf"].astype(str).str.lower().isin(["true"] if crf else ["false"])]
+    return d
+
+
+def _values(df, column: str, **where) -> list[float]:
+    if df is None or column not in df:
+        return []
+    d = df
+    for k, v in where.items():
+        d = d[d[k] == v]
+    return [float(x) for x in d[column] if x == x]  # drop NaN
+
+
+def _variant(df):
+    """Table 3's row label (M1, M2, M3, Q2, Q3) from the method column."""
+    return df.assign(variant=df["method"].astype(str).str.split().str[0])
+
+
+def _missing(claim: str, source: str, table: str) -> Verdict:
+    return Verdict(claim, source, "—", math.nan, math.nan, math.nan, INCONCLUSIVE, {}, f"{table}.csv not produced")
+
+
+def paper_claims(tables: dict) -> list[Verdict]:
+    """Every claim of the paper that the reproduction tests, decided from the per-seed tables
+    (``tables``: name -> DataFrame as :func:`load_tables` gives).  Numbers without the CRF
+    (the official protocol); a claim whose table is missing is inconclusive with a note."""
+    V: list[Verdict] = []
+    t1, t2, t3 = (_measured(tables.get(k)) for k in ("table1", "table2", "table3"))
+
+    # Tables 1 and 2: EQUSS > STEGO per dataset (Table 2a's proxy runs are Table 1's: counted once)
+    import pandas as pd
+
+    both = [d.assign(where=w) for d, w in ((t1, "Table 1"), (t2, "Table 2")) if d is not None]
+    if both:
+        every = pd.concat(both)
+        rows = every.drop_duplicates(subset=["method", "dataset", "seed"])
+        for ds in dict.fromkeys(rows["dataset"]):
+            d = rows[rows["dataset"] == ds]
+            src = " / ".join(dict.fromkeys(every[every["dataset"] == ds]["where"]))
+            for m, label in METRIC_LABELS.items():
+                cells = {k: _values(d, m, method=k) for k in ("EQUSS", "STEGO")}
+                V.append(greater(cells, "EQUSS", "STEGO", f"EQUSS > STEGO, {label} ({ds})", src))
+    else:
+        V.append(_missing("EQUSS > STEGO", "Tables 1, 2", "table1"))
+
+    # Table 1: both beat the raw backbone
+    if t1 is not None:
+        raw = "DINO (raw features)"
+        for method in ("EQUSS", "STEGO"):
+            for m, label in METRIC_LABELS.items():
+                cells = {k: _values(t1, m, method=k) for k in (method, raw)}
+                V.append(greater(cells, method, raw, f"{method} > raw backbone, {label}", "Table 1"))
+    else:
+        V.append(_missing("EQUSS and STEGO > raw backbone", "Table 1", "table1"))
+
+    # Table 3: dimension without PQ hurts; PQ helps, more at 1024; Q3 best
+    if t3 is not None:
+        t3 = _variant(t3)
+        cells = {v: _values(t3, "unsup_miou", variant=v) for v in ("M1", "M2", "M3", "Q2", "Q3")}
+        V.append(greater(cells, "M1", "M2", "M1 > M2 without PQ (unsup. mIoU)", "Table 3"))
+        V.append(greater(cells, "M2", "M3", "M2 > M3 without PQ (unsup. mIoU)", "Table 3"))
+        V.append(greater(cells, "Q2", "M2", "PQ helps at 384: Q2 > M2 (unsup. mIoU)", "Table 3"))
+        V.append(greater(cells, "Q3", "M3", "PQ helps at 1024: Q3 > M3 (unsup. mIoU)", "Table 3"))
+        V.append(contrast(cells, {"Q3": 1, "M3": -1, "Q2": -1, "M2": 1},
+                          "PQ gain larger at 1024: (Q3 - M3) > (Q2 - M2) (unsup. mIoU)", "Table 3"))
+        for other in ("M1", "M2", "M3", "Q2"):
+            V.append(greater(cells, "Q3", other, f"Q3 best: Q3 > {other} (unsup. mIoU)", "Table 3"))
+    else:
+        V.append(_missing("Table 3 ablation", "Table 3", "table3"))
+
+    # Fig. 4: bits per class, entropy vs IoU, codeword distances
+    f4 = _measured(tables.get("fig4"))
+    if f4 is not None:
+        cells = {k: _values(f4, "entropy_bits", method=k) for k in ("STEGO", "EQUSS")}
+        V.append(greater(cells, "STEGO", "EQUSS", "EQUSS needs fewer bits per class than STEGO", "Fig. 4a",
+                         note="classes x seeds as replicates; the two entropies are not on one scale "
+                              "(STEGO: 256-bin histograms of 70 continuous dims; EQUSS: codes of M codebooks)"))
+        eq = f4[f4["method"] == "EQUSS"].groupby("class_index")[["entropy_bits", "iou"]].mean()
+        V.append(correlation(eq["entropy_bits"], eq["iou"], "lower-entropy classes have higher IoU (r < 0)",
+                             "Fig. 4c", sign=-1, note="per-class means over seeds"))
+    else:
+        V.append(_missing("entropy claims", "Fig. 4a, c", "fig4"))
+    fd = tables.get("fig4_distance")
+    if fd is not None:
+        same = fd["class_a_index"] == fd["class_b_index"]
+        within = fd[same]["distance"].tolist()
+        across = fd[~same].groupby(["seed", "class_a_index"])["distance"].mean().tolist()
+        V.append(greater({"across": across, "within": within}, "across", "within",
+                         "codeword distance within a class < across classes (Eq. 9)", "Fig. 4d",
+                         note="per-class values (classes x seeds) as replicates"))
+    else:
+        V.append(_missing("within-class < across-class distance", "Fig. 4d", "fig4_distance"))
+
+    # Fig. 2: trends over log2(width), unsupervised Acc
+    f2 = _measured(tables.get("fig2"))
+    if f2 is not None:
+        for method, sign, claim, note in (
+                ("supervised head", 1, "supervised head: unsup. Acc rises with width", ""),
+                ("STEGO head", -1, "STEGO head: unsup. Acc falls with width", ""),
+                ("EQUSS (PQ)", 1, "EQUSS: unsup. Acc does not fall with width", "holds = rises; inconclusive = "
+                 "flat within noise (consistent with 'does not fall'); contradicted = falls")):
+            d = f2[f2["method"] == method]
+            metric = "unsup_acc"
+            V.append(slope(np.log2(d["dim"].astype(float)), d[metric].astype(float), claim + f" ({metric})",
+                           "Fig. 2", sign=sign, note=note))
+    else:
+        V.append(_missing("Fig. 2 trends", "Fig. 2", "fig2"))
+
+    # Fig. 6: M > 1 beats M = 1; best region M 8-32, K 32-64
+    f6 = _measured(tables.get("fig6"))
+    if f6 is not None:
+        grid_note = "grid cells (K x seeds) as replicates"
+        cells = {"M > 1": f6[f6["M"] > 1]["unsup_miou"].tolist(), "M = 1": f6[f6["M"] == 1]["unsup_miou"].tolist()}
+        V.append(greater(cells, "M > 1", "M = 1", "more codebooks help: M > 1 beats M = 1 (unsup. mIoU)", "Fig. 6",
+                         note=grid_note))
+        region = f6["M"].between(8, 32) & f6["K"].between(32, 64)
+        cells = {"region": f6[region]["unsup_miou"].tolist(), "rest": f6[~region]["unsup_miou"].tolist()}
+        V.append(greater(cells, "region", "rest", "best region M 8-32, K 32-64 beats the rest (unsup. mIoU)",
+                         "Fig. 6", note="grid cells x seeds as replicates"))
+    else:
+        V.append(_missing("Fig. 6 grid claims", "Fig. 6", "fig6"))
+    return V

@@ -50,9 +50,24 @@ def collect_codes(result: dict, max_images: int | None = None, device: str = "cp
     return res
 
 
-def predictions(result: dict, indices: list[int], device: str = "cpu") -> dict:
+def spread_indices(n_total: int, n: int) -> list[int]:
+    """``n`` indices evenly spread over ``range(n_total)`` (first and last included): diverse test
+    images rather than consecutive frames of one sequence."""
+    import numpy as np
+
+    n = max(1, min(n, n_total))
+    return sorted({int(round(x)) for x in np.linspace(0, n_total - 1, n)})
+
+
+def n_test_images(result: dict) -> int:
+    """Number of images in a run's test split (from its evaluation provenance)."""
+    return int(result["provenance"]["n_images"])
+
+
+def predictions(result: dict, indices: list[int], device: str = "cpu", crf: bool = False) -> dict:
     """Cluster predictions mapped to classes (Hungarian assignment of the full test split),
-    with images and ground truth, for Fig. 5."""
+    with images and ground truth, for Fig. 5; with ``crf`` also ``pred_crf``: the same after the
+    dense CRF (STEGO's parameters; the assignment of the CRF evaluation when the result has one)."""
     import numpy as np
     import torch
 
@@ -60,15 +75,21 @@ def predictions(result: dict, indices: list[int], device: str = "cpu") -> dict:
 
     model, cfg, dataset, cache = _load_run(result, device)
     assignment = np.asarray(result["cluster"]["assignment"])
-    out = {"image": [], "label": [], "pred": []}
+    assignment_crf = np.asarray(result.get("cluster_crf", result["cluster"])["assignment"])
+    out = {"image": [], "label": [], "pred": [], "pred_crf": []}
+    mapped = lambda cl, a: np.where(cl < len(a), a[np.minimum(cl, len(a) - 1)], -1)  # noqa: E731
     mean, std = np.asarray(IMAGENET_MEAN)[:, None, None], np.asarray(IMAGENET_STD)[:, None, None]
     with torch.no_grad():
         for i in indices:
             img, label = dataset[i][:2]
             f = cache.batch([i])[0].to(device)
             logp = model.predict(f, tuple(label.shape[-2:]))["cluster"]
-            cl = logp.argmax(1)[0].cpu().numpy()
-            out["pred"].append(np.where(cl < len(assignment), assignment[np.minimum(cl, len(assignment) - 1)], -1))
+            out["pred"].append(mapped(logp.argmax(1)[0].cpu().numpy(), assignment))
+            if crf:
+                from equss.eval.crf import crf_batch
+
+                refined = np.asarray(crf_batch([img], logp.cpu()))
+                out["pred_crf"].append(mapped(refined.argmax(1)[0], assignment_crf))
             out["label"].append(np.asarray(label))
             out["image"].append(np.clip(img.numpy() * std + mean, 0, 1).transpose(1, 2, 0))
     return out
@@ -83,3 +104,52 @@ def colorize(labels, palette):
     valid = (lab >= 0) & (lab < len(pal))
     rgb[valid] = pal[lab[valid]]
     return rgb
+
+
+def entropy_analysis(stego: dict, equss: dict, seed: int, dataset: str, records=None,
+                     samples_per_class: int = 2000) -> dict:
+    """Fig. 4 for one seed: per-class entropy (EQUSS: code entropy, Eq. 6-7; STEGO: summed
+    256-bin histogram entropy of its continuous output), codeword frequency and the Eq. 9
+    class distance matrix of EQUSS.  With ``records`` the numbers are also written as
+    ``fig4.json`` into both runs' records, so the CSV rows trace to them.
+
+    Returns ``{"entropy_rows", "distance_rows", "freq", "dist", "class_names"}``; the rows are
+    long-form (method, dataset, seed, run, eval, class, class_index, entropy_bits, iou)."""
+    import numpy as np
+
+    from equss.eval import analysis
+    from equss.io import write_json
+
+    eq, st = collect_codes(equss), collect_codes(stego)
+    names = eq["class_names"]
+    K = eq["codebook_size"]
+    ent = {"EQUSS": analysis.per_class_entropy(eq["codes"], eq["labels"], K),
+           "STEGO": {int(c): analysis.histogram_entropy(st["features"][st["labels"] == c], bins=256)
+                     for c in np.unique(st["labels"])}}
+    dist = analysis.class_distance_matrix(eq["codes"], eq["labels"], len(names), samples_per_class=samples_per_class,
+                                          seed=seed)
+    freq = analysis.codeword_frequency(eq["codes"], K)
+    classes = [c for c in range(len(names)) if c in ent["EQUSS"] and c in ent["STEGO"]]
+    results = {"EQUSS": equss, "STEGO": stego}
+    docs = {"EQUSS": {"entropy_bits": {str(c): float(ent["EQUSS"][c]) for c in classes},
+                      "distance": np.asarray(dist, dtype=float).tolist(), "class_names": names,
+                      "n_patches": int(len(eq["labels"])), "samples_per_class": samples_per_class},
+            "STEGO": {"entropy_bits": {str(c): float(ent["STEGO"][c]) for c in classes}, "histogram_bins": 256,
+                      "class_names": names, "n_patches": int(len(st["labels"]))}}
+    if records:
+        for method, doc in docs.items():
+            write_json(Path(records) / results[method]["run"] / "fig4.json", doc)
+    entropy_rows = []
+    for method in ("STEGO", "EQUSS"):
+        iou = results[method]["cluster"]["per_class_iou"]
+        for c in classes:
+            entropy_rows.append({"method": method, "dataset": dataset, "seed": seed, "run": results[method]["run"],
+                                 "eval": "fig4.json", "class": names[c], "class_index": c,
+                                 "entropy_bits": docs[method]["entropy_bits"][str(c)],
+                                 "iou": float("nan") if iou[c] is None else float(iou[c]), "source": "measured"})
+    distance_rows = [{"dataset": dataset, "seed": seed, "run": equss["run"], "eval": "fig4.json", "class_a": names[a],
+                      "class_a_index": a, "class_b": names[b], "class_b_index": b,
+                      "distance": docs["EQUSS"]["distance"][a][b], "source": "measured"}
+                     for a in range(len(names)) for b in range(len(names)) if np.isfinite(dist[a][b])]
+    return {"entropy_rows": entropy_rows, "distance_rows": distance_rows, "freq": freq, "dist": dist,
+            "class_names": names}

@@ -135,10 +135,17 @@ def main(argv=None) -> int:
     p.add_argument("--results", help="output folder (default: results/<scale>)")
     p.add_argument("--data-root", help="datasets folder (default: $EQUSS_DATA, else ./data)")
     p.add_argument("--device", default="auto")
+    p.add_argument("--seeds", type=int, nargs="+", help="the notebook's seeds (default: its own, [0, 1, 2] at proxy)")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="a config override applied to every run of the notebook (repeatable; its `overrides`)")
     p.add_argument("--no-progress", action="store_true", help="no progress lines on the terminal")
     args = p.parse_args(argv)
     try:
-        dst = execute(args.name, args.scale, args.results, args.data_root, args.device, progress=not args.no_progress)
+        extra = {"overrides": list(args.set)} if args.set else {}
+        if args.seeds:
+            extra["seeds"] = list(args.seeds)
+        dst = execute(args.name, args.scale, args.results, args.data_root, args.device, extra=extra,
+                      progress=not args.no_progress)
     except EqussError as exc:
         print(f"equss: error: {exc}", file=sys.stderr)
         return 2

@@ -84,7 +84,7 @@ def entropy_panels(entropy_rows, freq, iou_rows, dist, class_names, pearson_r: f
     (b) codeword frequency per codebook; (c) per-class IoU against EQUSS entropy;
     (d) inter-class codeword distance (Eq. 9), annotated.
 
-    ``entropy_rows``: rows with ``class``, ``method``, ``bits``; ``iou_rows``: rows with
+    ``entropy_rows``: rows with ``class``, ``method``, ``entropy_bits`` (a ``seed`` column gives error bars); ``iou_rows``: rows with
     ``class``, ``entropy_bits``, ``iou``; ``freq`` (M, K) counts; ``dist`` (C, C)."""
     import matplotlib.pyplot as plt
     import numpy as np
@@ -92,9 +92,9 @@ def entropy_panels(entropy_rows, freq, iou_rows, dist, class_names, pearson_r: f
     sns = _sns()
     ent, pts = _frame(entropy_rows), _frame(iou_rows)
     fig, ax = plt.subplots(2, 2, figsize=(14, 11))
-    averages = ent.groupby("method", sort=False)["bits"].mean()
+    averages = ent.groupby("method", sort=False)["entropy_bits"].mean()
     ent = ent.assign(method=ent["method"].map(lambda m: f"{m} (avg {averages[m]:.0f} bits)"))
-    sns.barplot(data=ent, x="class", y="bits", hue="method", errorbar="sd", ax=ax[0, 0])
+    sns.barplot(data=ent, x="class", y="entropy_bits", hue="method", errorbar="sd", ax=ax[0, 0])
     ax[0, 0].tick_params(axis="x", rotation=60)
     ax[0, 0].set(xlabel="", ylabel="bits", title="(a) per-class entropy")
     share = freq / np.maximum(freq.sum(1, keepdims=True), 1)
@@ -126,5 +126,26 @@ def qualitative_grid(panels: list[list], titles: list[str]):
             ax[i, j].axis("off")
             if i == 0:
                 ax[i, j].set_title(t)
+    fig.tight_layout()
+    return fig
+
+
+def learning_curves(rows, chosen: dict | None = None, title: str = "",
+                    metrics=(("val_unsup_miou", "validation cluster mIoU"), ("val_linear_miou", "validation linear mIoU"))):
+    """Learning curves: validation cluster and linear mIoU against the step, one colour per
+    method, one line style per seed; a dotted vertical line at each method's chosen step."""
+    import matplotlib.pyplot as plt
+
+    sns, df = _sns(), _frame(rows)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(6 * len(metrics), 4), squeeze=False)
+    palette = dict(zip(df["method"].unique(), sns.color_palette(n_colors=df["method"].nunique())))
+    for ax, (key, label) in zip(axes[0], metrics):
+        sns.lineplot(data=df, x="step", y=key, hue="method", style="seed", markers=True, palette=palette, ax=ax,
+                     legend=ax is axes[0][0])
+        for method, c in (chosen or {}).items():
+            ax.axvline(c["step"], color=palette.get(method, "k"), linestyle=":", linewidth=1)
+        ax.set(xlabel="training step", ylabel="%", title=label)
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
     return fig

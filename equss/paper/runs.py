@@ -58,6 +58,40 @@ def results_dir(scale: str, explicit: str | None = None) -> Path:
     return path
 
 
+SEEDS = {"smoke": [0], "proxy": [0, 1, 2], "paper": [0, 1, 2]}
+
+
+def seeds_for(scale: str, seeds=None, proxy: list[int] | None = None) -> list[int]:
+    """The seeds a notebook runs: ``seeds`` when given, else ``[0]`` at smoke and ``[0, 1, 2]``
+    at proxy and paper (``proxy``: another default at proxy scale, e.g. ``[0]`` for the
+    large grids of Figs 2 and 6)."""
+    if seeds is not None:
+        return [int(s) for s in ([seeds] if isinstance(seeds, int) else seeds)]
+    if scale == "proxy" and proxy is not None:
+        return list(proxy)
+    return list(SEEDS[scale])
+
+
+def setup(scale: str, results: str | None = None, data_root: str | None = None, device: str | None = "auto",
+          overrides: list[str] | None = None):
+    """The shared start of every notebook: ``out, cfg = setup(scale, results_dir, data_root, device, overrides)``.
+
+    ``out`` is the results folder (its ``runs/`` subfolder receives the run records);
+    ``cfg(paper_preset, seed=0, **{"section.key": value})`` is the config of the paper preset at
+    this scale (``preset_for``) with ``train.seed = seed``, the keyword overrides, and last the
+    notebook's ``overrides`` (``["section.key=value", ...]``, applied to every config: e.g. a
+    paper-scale dry run with ``train.steps=2``)."""
+    out = results_dir(scale, results)
+    (out / "runs").mkdir(parents=True, exist_ok=True)
+    common = list(overrides or [])
+
+    def cfg(paper_preset: str, seed: int = 0, **ov) -> Config:
+        items = [f"{k}={v}" for k, v in ov.items()] + [f"train.seed={int(seed)}"] + common
+        return config(preset_for(paper_preset, scale), scale, overrides=items, data_root=data_root, device=device)
+
+    return out, cfg
+
+
 def config(preset: str, scale: str, overrides: dict | list | None = None, data_root: str | None = None,
            device: str | None = None) -> Config:
     ov = list(overrides or []) if not isinstance(overrides, dict) else [
@@ -101,6 +135,7 @@ def run(cfg: Config, crf: bool = False, flip: bool | None = None, progress: bool
     result = json.loads(done.read_text())
     result["run_dir"] = str(folder)
     result["run"] = run_name(cfg)
+    result["eval_file"] = name
     if records:
         record(folder, Path(records) / result["run"])
     return result
@@ -143,6 +178,39 @@ def _train_and_evaluate(cfg: Config, folder: Path, done: Path, crf: bool, flip: 
     return result
 
 
+def step_evaluations(cfg: Config, result: dict, records: str | os.PathLike | None = None, progress: bool = True) -> dict[int, dict]:
+    """Test evaluations of every kept checkpoint (``step_<N>.pt``, ``train.keep_checkpoints``) of a
+    run of ``cfg`` returned by :func:`run`: ``{N: eval dict}``, cached as ``eval_step_<N>.json`` in the run
+    folder (and so in its record)."""
+    from equss.pipeline.evaluate import evaluate_checkpoint
+
+    folder = Path(result["run_dir"])
+    out = {}
+    for ckpt in sorted(folder.glob("step_*.pt"), key=lambda p: int(p.stem.split("_")[1])):
+        step = int(ckpt.stem.split("_")[1])
+        done = folder / f"eval_step_{step}.json"
+        if not done.is_file():
+            with _locked(folder):
+                if not done.is_file():
+                    write_json(done, evaluate_checkpoint(ckpt, out=None, crf=False, flip=cfg.eval.flip,
+                                                         device=cfg.train.device, data_root=cfg.data.data_root,
+                                                         progress=progress))
+        out[step] = {**json.loads(done.read_text()), "run": result["run"], "eval_file": done.name}
+    if records:
+        record(folder, Path(records) / result["run"])
+    return out
+
+
+def validation_curve(result: dict) -> list[dict]:
+    """The validations in a run's ``log.jsonl``: ``[{"step", "cluster_mIoU", "linear_mIoU", ...}]``."""
+    rows = []
+    for line in (Path(result["run_dir"]) / "log.jsonl").read_text().splitlines():
+        entry = json.loads(line)
+        if "val" in entry:
+            rows.append({"step": entry["step"], **entry["val"]})
+    return rows
+
+
 def baseline(cfg: Config, progress: bool = True, records: str | os.PathLike | None = None) -> dict:
     """The raw-backbone row (k-means + linear probe), cached like :func:`run`."""
     from equss.pipeline.baseline import run_baseline
@@ -158,6 +226,7 @@ def baseline(cfg: Config, progress: bool = True, records: str | os.PathLike | No
         note(f"baseline {cfg.data.dataset}: cached ({folder.name})")
     result = json.loads(done.read_text())
     result["run"] = "baseline-" + run_name(cfg)
+    result["eval_file"] = "baseline.json"
     if records:
         record(folder, Path(records) / result["run"])
     return result

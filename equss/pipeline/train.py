@@ -8,7 +8,8 @@ constant), gradient clipping on the model parameters only, AMP on CUDA.
 
 Run folder (``--out``): ``config.yaml``, ``log.jsonl`` (one line per logged step and per
 validation), ``last.pt`` (every ``ckpt_every`` steps, at the end and on SIGINT/SIGTERM),
-``best.pt`` (best validation cluster mIoU: model selection as the official train.py),
+``best.pt`` (best validation cluster mIoU: model selection as the official train.py), ``step_<N>.pt``
+(every validation, with ``train.keep_checkpoints``),
 ``provenance.json`` (written only when training finished).  ``--resume`` continues from
 ``last.pt`` exactly: the RNG states and the batch generator are in the checkpoint, so a
 killed and resumed run ends with the same weights as an uninterrupted one (``log.jsonl``
@@ -351,6 +352,8 @@ class Trainer:
                               f"linear mIoU {val['linear_mIoU']:.2f}" + ("  (best)" if improved else ""))
                     if improved:
                         self.save("best.pt")
+                    if tc.keep_checkpoints:
+                        self.save(f"step_{self.step}.pt")
                 if self.step % tc.ckpt_every == 0:
                     self.save("last.pt")
         finally:
