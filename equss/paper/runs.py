@@ -190,7 +190,7 @@ def step_evaluations(cfg: Config, result: dict, records: str | os.PathLike | Non
         step = int(ckpt.stem.split("_")[1])
         done = folder / f"eval_step_{step}.json"
         if not done.is_file():
-            with _locked(folder):
+            with folder_lock(folder, wait=True):
                 if not done.is_file():
                     write_json(done, evaluate_checkpoint(ckpt, out=None, crf=False, flip=cfg.eval.flip,
                                                          device=cfg.train.device, data_root=cfg.data.data_root,
