@@ -114,8 +114,13 @@ class EQUSS(nn.Module):
             losses["commitment"] = out.vq.commitment_loss
             losses["codebook_usage"] = out.vq.usage.detach()
             model_loss = model_loss + lc.vq_weight * out.vq.loss
-        probe_in = self._probe_features(out.probe_input.detach().clone(), labels.shape[-2:])
-        losses["cluster"] = self.cluster_probe.loss(probe_in)
+        # probes on the detached quantised output; with probe_upsample, as if upsampled to the
+        # label size (official), but without materialising the upsampled d_E channels: the
+        # linear probe upsamples its logits, the cluster probe its dot products (exact up to
+        # float rounding, tests/test_model.py)
+        probe_in = out.probe_input.detach()
+        size = labels.shape[-2:] if self.cfg.model.probe_upsample else None
+        losses["cluster"] = self.cluster_probe.loss(probe_in, size)
         losses["linear"] = self.linear_probe.loss(probe_in, labels)
         losses["model"] = model_loss
         losses["total"] = model_loss + losses["cluster"] + losses["linear"]
