@@ -174,3 +174,28 @@ def test_training_probe_losses_equal_probes_on_the_materialised_upsampled_input(
     assert fast == pytest.approx([float(cluster), float(linear)], abs=1e-6)
     for g_fast, g_slow in zip(fast_grads, slow_grads):
         torch.testing.assert_close(g_fast, g_slow, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("flip", [True, False])
+def test_predict_labels_equal_the_argmax_of_the_literal_upsampled_probes(flip):
+    """predict_labels (one forward for image + flip, one matmul, no log-softmax or norm)
+    against the literal evaluation: two forwards, flip-average, materialise the upsampled
+    probe input, cosine cluster probe and 1x1 linear probe, log-softmax, argmax."""
+    cfg = load_config("camvid-equss", "proxy")
+    torch.manual_seed(0)
+    model = EQUSS(cfg, in_dim=384, n_classes=11).eval()
+    g = torch.Generator().manual_seed(1)
+    feats, flipped = torch.randn(2, 384, 7, 9, generator=g), torch.randn(2, 384, 7, 9, generator=g)
+    with torch.no_grad():
+        x = model(feats).probe_input
+        if flip:
+            x = (x + model(flipped).probe_input.flip(-1)) / 2
+        for size in [(50, 61), (7, 9)]:
+            got = model.predict_labels(feats, size, feats_flipped=flipped if flip else None)
+            up = F.interpolate(x, size, mode="bilinear", align_corners=False)
+            centroids = F.normalize(model.cluster_probe.clusters, dim=1)
+            inner = torch.einsum("bchw,kc->bkhw", F.normalize(up, dim=1), centroids)
+            lin = F.conv2d(up, model.linear_probe.conv.weight, model.linear_probe.conv.bias)
+            for key, ref in (("cluster", F.log_softmax(2.0 * inner, dim=1)), ("linear", F.log_softmax(lin, dim=1))):
+                assert got[key].shape == (2, *size) and got[key].dtype == torch.int64
+                assert (got[key] == ref.argmax(1)).float().mean() > 0.999, key
