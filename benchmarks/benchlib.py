@@ -77,7 +77,8 @@ def child_result(obj: dict) -> None:
 # ---------------------------------------------------------------------------- machine / results
 def machine(device="cpu") -> dict:
     import torch
-    from equss.provenance import device_description, provenance
+    from equss.device import device_description
+    from equss.provenance import provenance
 
     info = provenance()
     info["device"] = device_description(device)
@@ -96,7 +97,7 @@ def headline(what: str, value, unit: str = "", target: str | None = None, met: b
 
 
 def write_result(name: str, data: dict, out_dir: Path | None = None) -> Path:
-    from equss.provenance import write_json
+    from equss.io import write_json
 
     path = Path(out_dir or RESULTS) / f"{name}.json"
     write_json(path, {"benchmark": name, **data})

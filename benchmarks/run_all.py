@@ -21,7 +21,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import benchlib as bl  # noqa: E402
 
-BENCHES = ["pq", "train_step", "features", "eval", "knn", "proxy"]
+BENCHES = ["pq", "train_step", "features", "eval", "knn", "proxy", "proxy_run"]
 
 
 def fmt(v) -> str:

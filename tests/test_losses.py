@@ -179,3 +179,53 @@ def test_loss_backpropagates_to_codes_only():
     out.loss.backward()
     assert feats.grad is None
     assert code.grad is not None and torch.isfinite(code.grad).all()
+
+
+def _literal_stego_forward(module, feats, feats_pos, code, code_pos, generator):
+    """The term-by-term computation as STEGO writes it (and as equss did before batching):
+    seven correlation_term calls, ``code[perm]`` fancy indexing, every set normalised inside."""
+    b = feats.shape[0]
+    coords1 = sample_coords(b, module.feature_samples, generator)
+    coords2 = sample_coords(b, module.feature_samples, generator)
+    f1, c1 = sample(feats, coords1), sample(code, coords1)
+    f2, c2 = sample(feats_pos, coords2), sample(code_pos, coords2)
+    kw = dict(pointwise=module.pointwise, zero_clamp=module.zero_clamp, stabilize=module.stabilize)
+    intra, intra_cd = correlation_term(f1, f1, c1, c1, module.pos_intra_shift, **kw)
+    inter, inter_cd = correlation_term(f1, f2, c1, c2, module.pos_inter_shift, **kw)
+    neg_l, neg_c = [], []
+    for _ in range(module.neg_samples):
+        perm = super_perm(b, generator)
+        ln, cn = correlation_term(f1, sample(feats[perm], coords2), c1, sample(code[perm], coords2),
+                                  module.neg_inter_shift, **kw)
+        neg_l.append(ln)
+        neg_c.append(cn)
+    neg = torch.cat(neg_l).mean() if neg_l else intra.new_zeros(())
+    total = (module.pos_intra_weight * intra.mean() + module.pos_inter_weight * inter.mean()
+             + module.neg_inter_weight * neg)
+    return {"loss": total, "pos_intra": intra.mean(), "pos_inter": inter.mean(), "neg_inter": neg,
+            "pos_intra_cd": intra_cd.mean(), "pos_inter_cd": inter_cd.mean(),
+            "neg_inter_cd": torch.cat(neg_c).mean() if neg_c else intra.new_zeros(())}
+
+
+@pytest.mark.parametrize("neg,pointwise,zero_clamp,stabilize", [
+    (5, True, True, False), (3, False, True, False), (2, True, False, True), (0, True, True, False)])
+def test_batched_loss_equals_the_literal_term_by_term_computation(neg, pointwise, zero_clamp, stabilize):
+    torch.manual_seed(3)
+    module = CorrelationLoss(0.7, 0.3, 0.9, 0.18, 0.12, 0.46, feature_samples=5, neg_samples=neg,
+                             pointwise=pointwise, zero_clamp=zero_clamp, stabilize=stabilize)
+    feats, feats_pos = torch.randn(4, 12, 6, 6), torch.randn(4, 12, 6, 6)
+    code0 = torch.randn(4, 16, 6, 6)
+    code_pos0 = code0 + 0.5 * torch.randn(4, 16, 6, 6)
+    grads = []
+    results = []
+    for fn in (lambda *a, **k: vars(module(*a, **k)), lambda *a, **k: _literal_stego_forward(module, *a, **k)):
+        code, code_pos = code0.clone().requires_grad_(True), code_pos0.clone().requires_grad_(True)
+        out = fn(feats, feats_pos, code, code_pos, generator=torch.Generator().manual_seed(11))
+        out["loss"].backward()
+        results.append({k: float(v.detach()) for k, v in out.items()})
+        grads.append((code.grad, code_pos.grad))
+    fast, slow = results
+    for key in slow:
+        assert fast[key] == pytest.approx(slow[key], abs=1e-6), key
+    for g_fast, g_slow in zip(*grads):
+        torch.testing.assert_close(g_fast, g_slow, rtol=1e-5, atol=1e-7)

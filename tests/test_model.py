@@ -144,3 +144,58 @@ def test_dropout_masks_official_shared_and_stego_three(per_branch):
         code, code_pos = lin(f) + nonlin(f), lin(fp) + nonlin(fp)
     ref = model.corr_loss(f, fp, code, code_pos).loss
     torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("upsample", [True, False])
+def test_training_probe_losses_equal_probes_on_the_materialised_upsampled_input(upsample):
+    """training_losses' probes (logits / dot products upsampled, never the d_E channels)
+    against the literal path: upsample the detached probe input, then both probes."""
+    cfg = load_config("camvid-equss", "proxy")
+    cfg.model.probe_upsample = upsample
+    torch.manual_seed(0)
+    model = EQUSS(cfg, in_dim=384, n_classes=11).eval()  # eval: no dropout, same probe input twice
+    feats, feats_pos = torch.randn(2, 384, 6, 6), torch.randn(2, 384, 6, 6)
+    labels = torch.randint(-1, 11, (2, 13, 13))
+    probes = (model.cluster_probe.clusters, model.linear_probe.conv.weight, model.linear_probe.conv.bias)
+
+    losses = model.training_losses(feats, feats_pos, labels, generator=torch.Generator().manual_seed(1))
+    fast = [float(losses["cluster"]), float(losses["linear"])]
+    fast_grads = torch.autograd.grad(losses["cluster"] + losses["linear"], probes)
+
+    x = model(feats).probe_input.detach()
+    x_up = F.interpolate(x, (13, 13), mode="bilinear", align_corners=False) if upsample else x
+    inner = torch.einsum("bchw,nc->bnhw", F.normalize(x_up, dim=1), F.normalize(model.cluster_probe.clusters, dim=1))
+    cluster = -(F.one_hot(inner.argmax(1), 11).permute(0, 3, 1, 2).float() * inner).sum(1).mean()
+    logits = F.interpolate(model.linear_probe.conv(x_up), (13, 13), mode="bilinear", align_corners=False)
+    flat, lab = logits.permute(0, 2, 3, 1).reshape(-1, 11), labels.reshape(-1)
+    linear = F.cross_entropy(flat[lab >= 0], lab[lab >= 0])
+    slow_grads = torch.autograd.grad(cluster + linear, probes)
+
+    assert fast == pytest.approx([float(cluster), float(linear)], abs=1e-6)
+    for g_fast, g_slow in zip(fast_grads, slow_grads):
+        torch.testing.assert_close(g_fast, g_slow, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("flip", [True, False])
+def test_predict_labels_equal_the_argmax_of_the_literal_upsampled_probes(flip):
+    """predict_labels (one forward for image + flip, one matmul, no log-softmax or norm)
+    against the literal evaluation: two forwards, flip-average, materialise the upsampled
+    probe input, cosine cluster probe and 1x1 linear probe, log-softmax, argmax."""
+    cfg = load_config("camvid-equss", "proxy")
+    torch.manual_seed(0)
+    model = EQUSS(cfg, in_dim=384, n_classes=11).eval()
+    g = torch.Generator().manual_seed(1)
+    feats, flipped = torch.randn(2, 384, 7, 9, generator=g), torch.randn(2, 384, 7, 9, generator=g)
+    with torch.no_grad():
+        x = model(feats).probe_input
+        if flip:
+            x = (x + model(flipped).probe_input.flip(-1)) / 2
+        for size in [(50, 61), (7, 9)]:
+            got = model.predict_labels(feats, size, feats_flipped=flipped if flip else None)
+            up = F.interpolate(x, size, mode="bilinear", align_corners=False)
+            centroids = F.normalize(model.cluster_probe.clusters, dim=1)
+            inner = torch.einsum("bchw,kc->bkhw", F.normalize(up, dim=1), centroids)
+            lin = F.conv2d(up, model.linear_probe.conv.weight, model.linear_probe.conv.bias)
+            for key, ref in (("cluster", F.log_softmax(2.0 * inner, dim=1)), ("linear", F.log_softmax(lin, dim=1))):
+                assert got[key].shape == (2, *size) and got[key].dtype == torch.int64
+                assert (got[key] == ref.argmax(1)).float().mean() > 0.999, key

@@ -1,6 +1,7 @@
 """Training pipeline on real CamVid (smoke scale, offline DINOv2): paths, resume, checkpoints, errors."""
 from __future__ import annotations
 
+import math
 import os
 import signal
 import subprocess
@@ -153,3 +154,61 @@ def test_keep_checkpoints_saves_every_validation(data_root, tmp_path):
         assert torch.equal(v, kept["model"][k]), k
     train(smoke_cfg(data_root), tmp_path / "default", progress=False)
     assert not list((tmp_path / "default").glob("step_*.pt"))
+
+
+def test_fused_adam_is_the_same_update_as_the_reference_adam():
+    """The Trainer's Adam(fused=True) against torch's for-loop Adam: same parameters after
+    steps with random gradients (the algorithm of torch.optim.Adam's documentation)."""
+    torch.manual_seed(0)
+    ref = [torch.nn.Parameter(torch.randn(33, 7)), torch.nn.Parameter(torch.randn(5))]
+    fused = [torch.nn.Parameter(p.detach().clone()) for p in ref]
+    opt_ref = torch.optim.Adam(ref, lr=3e-3, foreach=False)
+    opt_fused = torch.optim.Adam(fused, lr=3e-3, fused=True)
+    for _ in range(20):
+        for a, b in zip(ref, fused):
+            g = torch.randn_like(a)
+            a.grad, b.grad = g.clone(), g.clone()
+        opt_ref.step()
+        opt_fused.step()
+    for a, b in zip(ref, fused):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+    assert opt_fused.state_dict()["param_groups"][0]["fused"] is True
+
+
+def test_bf16_autocast_path_runs_on_cpu_and_checkpoints_load_in_fp32(data_root, tmp_path, monkeypatch):
+    """bf16 autocast forced on this CPU whatever its bf16 support (so it may be slow; nothing
+    is timed): the head runs in bf16, PQ / correlation loss / probes in fp32, losses are
+    finite, shapes as in fp32, and the checkpoint holds fp32 weights that load into a model."""
+    import equss.pipeline.train as train_mod
+    from equss.pipeline.checkpoint import model_from_checkpoint
+
+    monkeypatch.setattr(train_mod, "amp_dtype", lambda device, enabled=True: torch.bfloat16)
+    cfg = smoke_cfg(data_root, **{"train.steps": 2})
+    trainer = Trainer(cfg, tmp_path / "bf16", progress=False)
+    assert trainer.use_amp and trainer.amp_dtype == torch.bfloat16
+
+    batch = trainer.source.next(cfg.train.batch_size)
+    model = trainer.model
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        code = model.head(batch.feats)
+        out = model._quantize(code)
+        losses = model.training_losses(batch.feats, batch.feats_pos, batch.labels)
+    assert code.dtype == torch.bfloat16
+    assert out.probe_input.dtype == torch.float32 and out.probe_input.shape == code.shape
+    for key in ("corr", "codebook", "commitment", "cluster", "linear", "total"):
+        assert losses[key].dtype == torch.float32 and torch.isfinite(losses[key]), key
+    with torch.no_grad():
+        ref = model.head(batch.feats)
+    assert ref.shape == code.shape and ref.dtype == torch.float32
+
+    summary = trainer.fit()
+    assert summary["steps"] == 2
+    for key in ("total", "corr", "cluster", "linear"):
+        assert math.isfinite(summary["last"][key]), key
+    state = load_checkpoint(tmp_path / "bf16" / "last.pt")
+    assert all(v.dtype == torch.float32 for v in state["model"].values() if v.is_floating_point())
+    loaded, _ = model_from_checkpoint(state)
+    assert all(p.dtype == torch.float32 for p in loaded.parameters())
+    with torch.no_grad():
+        pred = loaded.predict_labels(batch.feats[:1], (32, 32))
+    assert pred["cluster"].shape == (1, 32, 32)

@@ -36,7 +36,12 @@ class ModelOutput:
 
 
 class EQUSS(nn.Module):
-    """Head + optional product quantiser + probes.  ``cfg`` is a :class:`equss.config.Config`."""
+    """Head + optional product quantiser + probes.  ``cfg`` is a :class:`equss.config.Config`.
+
+    Under autocast (``train.amp``: fp16 on CUDA, bf16 only on a CPU with native bf16, see
+    :func:`equss.device.amp_dtype`) only the head runs in reduced precision; the product
+    quantiser, the correlation loss and the probes run in fp32 on any hardware.
+    """
 
     def __init__(self, cfg: Config, in_dim: int, n_classes: int):
         super().__init__()
@@ -114,9 +119,15 @@ class EQUSS(nn.Module):
             losses["commitment"] = out.vq.commitment_loss
             losses["codebook_usage"] = out.vq.usage.detach()
             model_loss = model_loss + lc.vq_weight * out.vq.loss
-        probe_in = self._probe_features(out.probe_input.detach().clone(), labels.shape[-2:])
-        losses["cluster"] = self.cluster_probe.loss(probe_in)
-        losses["linear"] = self.linear_probe.loss(probe_in, labels)
+        # probes on the detached quantised output; with probe_upsample, as if upsampled to the
+        # label size (official), but without materialising the upsampled d_E channels: the
+        # linear probe upsamples its logits, the cluster probe its dot products (exact up to
+        # float rounding, tests/test_model.py)
+        probe_in = out.probe_input.detach().float()
+        size = labels.shape[-2:] if self.cfg.model.probe_upsample else None
+        with torch.autocast(probe_in.device.type, enabled=False):  # probes in fp32 (memory-bound anyway)
+            losses["cluster"] = self.cluster_probe.loss(probe_in, size)
+            losses["linear"] = self.linear_probe.loss(probe_in, labels)
         losses["model"] = model_loss
         losses["total"] = model_loss + losses["cluster"] + losses["linear"]
         return losses
@@ -164,3 +175,33 @@ class EQUSS(nn.Module):
             logits = F.interpolate(logits, size, mode="bilinear", align_corners=False)
         inner = cluster_inner_products(x, self.cluster_probe.clusters, size)
         return {"cluster": F.log_softmax(inner * alpha, dim=1), "linear": F.log_softmax(logits, dim=1)}
+
+    @torch.no_grad()
+    def predict_labels(self, feats: torch.Tensor, size: tuple[int, int],
+                       feats_flipped: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """The argmax over classes of :meth:`predict`'s outputs, (B, H, W) int64 each, cheaper.
+
+        Same decisions (up to float rounding at exact ties): the image and its flipped twin
+        go through one forward; both probes are one matmul at feature resolution (the
+        L2-normalised centroids stacked on the linear weights), upsampled once; the argmax
+        skips the log-softmax (monotone) and the cluster probe's division by the upsampled
+        feature norm (a positive per-pixel scale).  The CRF needs :meth:`predict`'s
+        log-probabilities instead.
+        """
+        b = feats.shape[0]
+        if feats_flipped is not None:
+            x = self.forward(torch.cat([feats, feats_flipped])).probe_input
+            x = (x[:b] + x[b:].flip(dims=[3])) / 2
+        else:
+            x = self.forward(feats).probe_input
+        k = self.cluster_probe.n_classes
+        conv = self.linear_probe.conv
+        weight = torch.cat([F.normalize(self.cluster_probe.clusters, dim=1), conv.weight.flatten(1)])
+        bias = torch.cat([conv.bias.new_zeros(k), conv.bias])
+        scores = torch.einsum("bchw,nc->bnhw", x, weight) + bias[:, None, None]
+        # channels-last: the upsampling and the argmax over classes then run over contiguous rows
+        scores = scores.contiguous(memory_format=torch.channels_last)
+        size = tuple(int(s) for s in size)
+        if tuple(scores.shape[-2:]) != size:
+            scores = F.interpolate(scores, size, mode="bilinear", align_corners=False)
+        return {"cluster": scores[:, :k].argmax(1), "linear": scores[:, k:].argmax(1)}

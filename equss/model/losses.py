@@ -173,7 +173,15 @@ class CorrelationLoss(nn.Module):
     def forward(self, feats: torch.Tensor, feats_pos: torch.Tensor, code: torch.Tensor,
                 code_pos: torch.Tensor, generator: Optional[torch.Generator] = None) -> CorrelationLossOutput:
         """feats/feats_pos: (B, C, H, W) backbone features of images and their positives;
-        code/code_pos: (B, D, H', W') head outputs.  Random draws use ``generator``."""
+        code/code_pos: (B, D, H', W') head outputs.  Random draws use ``generator``.
+
+        Computed as STEGO's seven :func:`correlation_term` calls (intra, inter, one per
+        negative), but each sampled set is normalised once and all seven correlations of a
+        query set share one batched matmul: ``f1``/``c1`` (the image at ``coords1``) against
+        the stacked second sets [itself, positive, negatives].  Same numbers up to float
+        rounding (tests/test_losses.py compares with the term-by-term computation).  Runs in
+        fp32 under autocast (the fd statistic and its shift are sign-sensitive).
+        """
         b = feats.shape[0]
         if feats_pos.shape[0] != b or code.shape[0] != b or code_pos.shape[0] != b:
             raise ValueError("feats, feats_pos, code and code_pos need the same batch size")
@@ -182,23 +190,49 @@ class CorrelationLoss(nn.Module):
         dev = feats.device
         coords1 = sample_coords(b, self.feature_samples, generator, dev)
         coords2 = sample_coords(b, self.feature_samples, generator, dev)
-        f1, c1 = sample(feats, coords1), sample(code, coords1)
-        f2, c2 = sample(feats_pos, coords2), sample(code_pos, coords2)
+        perms = [super_perm(b, generator, dev) for _ in range(self.neg_samples)]
+        with torch.autocast(dev.type, enabled=False):
+            feats, feats_pos, code, code_pos = (t.float() for t in (feats, feats_pos, code, code_pos))
+            with torch.no_grad():
+                f1 = norm(sample(feats, coords1))
+                f2 = [norm(sample(feats_pos, coords2))]
+                if perms:
+                    idx = torch.cat(perms)
+                    coords_neg = coords2.repeat(len(perms), 1, 1, 1)
+                    f2.append(norm(sample(feats.index_select(0, idx), coords_neg)))
+            c1 = norm(sample(code, coords1))
+            # second sets, g-major: the positive at coords2, then each negative partner at coords2
+            c2 = [norm(sample(code_pos, coords2))]
+            if perms:
+                c2.append(norm(sample(code.index_select(0, idx), coords_neg)))
+            n_sets = 2 + len(perms)
+            with torch.no_grad():  # fd: feature_correlation of each term, (G, B, P, Q)
+                fd = _grouped_correlation(f1, torch.cat([f1] + f2), n_sets)
+                if self.pointwise:
+                    old_mean = fd.mean(dim=(1, 2, 3), keepdim=True)
+                    fd = fd - fd.mean(dim=3, keepdim=True)
+                    fd = fd - fd.mean(dim=(1, 2, 3), keepdim=True) + old_mean
+            cd = _grouped_correlation(c1, torch.cat([c1] + c2), n_sets)
+            shifts = torch.tensor([self.pos_intra_shift, self.pos_inter_shift]
+                                  + [self.neg_inter_shift] * len(perms), device=dev).view(-1, 1, 1, 1)
+            min_val = 0.0 if self.zero_clamp else -9999.0
+            cd_clamped = cd.clamp(min_val, 0.8) if self.stabilize else cd.clamp(min_val)
+            loss = -cd_clamped * (fd - shifts)
+            intra, inter = loss[0].mean(), loss[1].mean()
+            zero = intra.new_zeros(())
+            neg = loss[2:].mean() if perms else zero
+            neg_cd = cd[2:].mean() if perms else zero
+            total = self.pos_intra_weight * intra + self.pos_inter_weight * inter + self.neg_inter_weight * neg
+        return CorrelationLossOutput(loss=total, pos_intra=intra, pos_inter=inter, neg_inter=neg,
+                                     pos_intra_cd=cd[0].mean(), pos_inter_cd=cd[1].mean(), neg_inter_cd=neg_cd)
 
-        intra, intra_cd = self._term(f1, f1, c1, c1, self.pos_intra_shift)
-        inter, inter_cd = self._term(f1, f2, c1, c2, self.pos_inter_shift)
-        neg_losses, neg_cds = [], []
-        for _ in range(self.neg_samples):
-            perm = super_perm(b, generator, dev)
-            loss_n, cd_n = self._term(f1, sample(feats[perm], coords2), c1,
-                                      sample(code[perm], coords2), self.neg_inter_shift)
-            neg_losses.append(loss_n)
-            neg_cds.append(cd_n)
-        zero = intra.new_zeros(())
-        neg = torch.cat(neg_losses).mean() if neg_losses else zero
-        neg_cd = torch.cat(neg_cds).mean() if neg_cds else zero
-        total = (self.pos_intra_weight * intra.mean() + self.pos_inter_weight * inter.mean()
-                 + self.neg_inter_weight * neg)
-        return CorrelationLossOutput(loss=total, pos_intra=intra.mean(), pos_inter=inter.mean(),
-                                     neg_inter=neg, pos_intra_cd=intra_cd.mean(),
-                                     pos_inter_cd=inter_cd.mean(), neg_inter_cd=neg_cd)
+
+def _grouped_correlation(a: torch.Tensor, b: torch.Tensor, groups: int) -> torch.Tensor:
+    """``tensor_correlation(a, b_g)`` for each of the ``groups`` stacked second sets
+    ``b = cat([b_0, ..., b_{G-1}])`` (each (B, C, i, j)), as (G, B, h*w, i*j) from one
+    batched matmul of ``a`` (B, C, h, w) against all of them."""
+    n, c = a.shape[:2]
+    left = a.reshape(n, c, -1).transpose(1, 2)  # (B, P, C)
+    right = b.reshape(groups, n, c, -1).permute(1, 2, 0, 3).reshape(n, c, -1)  # (B, C, G*Q)
+    q = b.shape[-2] * b.shape[-1]
+    return torch.bmm(left, right).view(n, -1, groups, q).permute(2, 0, 1, 3)

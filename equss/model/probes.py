@@ -44,20 +44,30 @@ class ClusterProbe(nn.Module):
         with torch.no_grad():
             self.clusters.copy_(torch.randn(self.n_classes, self.dim, device=self.clusters.device))
 
-    def inner_products(self, x: torch.Tensor) -> torch.Tensor:
-        """Cosine similarities ``(B, n_classes, H, W)`` for features ``x`` of ``(B, dim, H, W)``."""
+    def inner_products(self, x: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
+        """Cosine similarities ``(B, n_classes, H, W)`` for features ``x`` of ``(B, dim, H, W)``.
+
+        With ``size``: those of ``bilinear_upsample(x, size)`` (``align_corners=False``),
+        computed without materialising the upsampled ``dim`` channels
+        (:func:`equss.model.upsample.cluster_inner_products`; equal up to float rounding).
+        """
+        if size is not None and tuple(x.shape[-2:]) != tuple(int(s) for s in size):
+            from equss.model.upsample import cluster_inner_products
+
+            return cluster_inner_products(x, self.clusters, size)
         centroids = F.normalize(self.clusters, dim=1)
         feats = F.normalize(x, dim=1)
         return torch.einsum("bchw,nc->bnhw", feats, centroids)
 
-    def forward(self, x: torch.Tensor, alpha: float | None = None):
-        """``(loss, probs)`` exactly as ``ClusterLookup(x, alpha)``.
+    def forward(self, x: torch.Tensor, alpha: float | None = None, size: tuple[int, int] | None = None):
+        """``(loss, probs)`` exactly as ``ClusterLookup(x, alpha)`` (on ``x`` upsampled
+        bilinearly to ``size`` when given, see :meth:`inner_products`).
 
         ``alpha=None``: probs are the one-hot of the argmax (float32) and the loss is
         ``-(one_hot * inner).sum(1).mean()``; otherwise probs are
         ``softmax(inner * alpha)`` and the loss uses those soft assignments.
         """
-        inner = self.inner_products(x)
+        inner = self.inner_products(x, size)
         if alpha is None:
             probs = F.one_hot(inner.argmax(1), self.n_classes).permute(0, 3, 1, 2).to(torch.float32)
         else:
@@ -65,9 +75,10 @@ class ClusterProbe(nn.Module):
         loss = -(probs * inner).sum(1).mean()
         return loss, probs
 
-    def loss(self, x: torch.Tensor) -> torch.Tensor:
-        """STEGO's unsupervised training loss (hard assignment, ``alpha=None``)."""
-        return self(x, None)[0]
+    def loss(self, x: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
+        """STEGO's unsupervised training loss (hard assignment, ``alpha=None``), on ``x``
+        upsampled to ``size`` when given."""
+        return self(x, None, size)[0]
 
     def log_probs(self, x: torch.Tensor, alpha: float = 2.0) -> torch.Tensor:
         """``log_softmax(inner * alpha)`` over clusters, STEGO's evaluation path (alpha 2)."""

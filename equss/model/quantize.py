@@ -198,6 +198,12 @@ class ProductQuantizer(nn.Module):
         return codes.view(x.shape[0], self.num_codebooks, *x.shape[2:])
 
     def forward(self, x: torch.Tensor) -> PQOutput:
+        """Eq. 1-4, always in float32 (autocast off): the assignment is sensitive to near-ties
+        and the losses are MSEs of near-equal vectors; the head before it may run in bf16."""
+        with torch.autocast(x.device.type, enabled=False):
+            return self._forward(x)
+
+    def _forward(self, x: torch.Tensor) -> PQOutput:
         if self.training and not bool(self.initialized):
             self.reset_parameters()
         z = self._norm(self._split(x), 2)  # (B, M, d, HW): Eq. 1 subvectors, L2-normalised

@@ -95,9 +95,13 @@ def evaluate_cached(model, cache, n_classes: int, cfg: Config, device="cpu", fli
             feats, labels = cache.batch(idx)
             feats = feats.to(device)
             flipped = flip_cache.batch(idx)[0].to(device) if flip_cache is not None else None
-            out = model.predict(feats, labels.shape[-2:], feats_flipped=flipped)
+            if crf:  # the CRF refines the log-probabilities
+                out = model.predict(feats, labels.shape[-2:], feats_flipped=flipped)
+                preds = {key: out[key].argmax(1) for key in ("cluster", "linear")}
+            else:  # labels only: one fused pass (same argmax, no log-probabilities)
+                preds = model.predict_labels(feats, labels.shape[-2:], feats_flipped=flipped)
             for key in ("cluster", "linear"):
-                pred = out[key].argmax(1).cpu()
+                pred = preds[key].cpu()
                 metrics[key].update(pred, labels)
                 if collect:
                     preds_out[key].extend(pred.numpy().astype(np.int16))
@@ -121,13 +125,15 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike | 
                         data_root: str | None = None, progress: bool = True) -> dict:
     """Load a checkpoint, evaluate it on ``split`` (default: the config's test split), write eval.json."""
     from equss.data.features import get_or_build_features
-    from equss.device import resolve_device
+    from equss.device import keep_freed_memory, resolve_device
     from equss.pipeline.inputs import HFlip, make_backbone, make_dataset
     from equss.pipeline.checkpoint import load_checkpoint, model_from_checkpoint
 
     t0 = time.time()
     state = load_checkpoint(checkpoint)
     dev = resolve_device(device)
+    if dev.type == "cpu":
+        keep_freed_memory()
     model, cfg = model_from_checkpoint(state, device=dev)
     if data_root:
         cfg.data.data_root = data_root

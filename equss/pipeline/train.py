@@ -43,7 +43,7 @@ from equss.progress import bar as progress_bar
 
 from equss import locks
 from equss.config import Config, validate
-from equss.device import amp_dtype, resolve_device
+from equss.device import amp_dtype, keep_freed_memory, resolve_device
 from equss.errors import EqussError, Interrupted
 from equss.pipeline.inputs import BatchSource, make_backbone, make_dataset
 from equss.model import EQUSS
@@ -134,6 +134,8 @@ class Trainer:
         if self.world > 1 and device in ("auto", "cuda") and torch.cuda.is_available():
             device = f"cuda:{local_rank}"
         self.device = resolve_device(device)
+        if self.device.type == "cpu":
+            keep_freed_memory()  # no page faults on every step's large tensors (equss.device)
         if cfg.train.batch_size % self.world:
             raise EqussError(f"train.batch_size {cfg.train.batch_size} must be divisible by the number of processes {self.world}")
         self.stop_requested = False
@@ -152,10 +154,11 @@ class Trainer:
             self.loss_fn = torch.nn.parallel.DistributedDataParallel(
                 self.loss_fn, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         tc = cfg.train
+        # fused=True: the same Adam update in one kernel per optimiser (tests/test_train.py)
         self.optimizers = {
-            "model": torch.optim.Adam(self.model.model_parameters(), lr=tc.lr),
-            "cluster": torch.optim.Adam(self.model.cluster_probe.parameters(), lr=tc.probe_lr),
-            "linear": torch.optim.Adam(self.model.linear_probe.parameters(), lr=tc.probe_lr),
+            "model": torch.optim.Adam(self.model.model_parameters(), lr=tc.lr, fused=True),
+            "cluster": torch.optim.Adam(self.model.cluster_probe.parameters(), lr=tc.probe_lr, fused=True),
+            "linear": torch.optim.Adam(self.model.linear_probe.parameters(), lr=tc.probe_lr, fused=True),
         }
         # autocast: fp16 + GradScaler on CUDA as the official train.py (GradScaler(init_scale=2048,
         # growth_interval=1000), l.394 @da82dea); bf16 on a CPU with native support (no scaler needed)
