@@ -173,12 +173,22 @@ def main() -> None:
                          run_x >= TARGET_RUN),
              bl.headline("proxy run peak RSS (new path)", round(rows[1]["peak RSS GB"], 2), "GB", "<= 3 GB",
                          rows[1]["peak RSS GB"] * 1e9 <= TARGET_RSS)]
+    val_x, test_x = rows[0]["val s"] / rows[1]["val s"], rows[0]["test s"] / rows[1]["test s"]
+    loads = [r["load_avg"][0] for v in runs.values() for r in v]
+    missed = [f"training step {step_x:.2f}x (target 4x)"] if step_x < TARGET_STEP else []
+    missed += [f"whole run {run_x:.2f}x (target 3x)"] if run_x < TARGET_RUN else []
+    note = (f"{'Full scale' if full else 'Reduced scale'} ({args.steps} steps, validation on "
+            f"{args.val_images or 'all'} and test on {args.test_images or 'all'} images, medians of {repeats} "
+            f"alternating old/new processes, warm caches), 1-min load {min(loads):.1f}-{max(loads):.1f}. "
+            f"Validation {val_x:.2f}x and test evaluation {test_x:.2f}x faster. "
+            + (f"Targets missed: {'; '.join(missed)}. Bound: see results/bench/profile_proxy_run.md. " if missed else "")
+            + f"Same seed: test unsupervised mIoU old {rows[0]['test cluster mIoU']:.2f} / new "
+            f"{rows[1]['test cluster mIoU']:.2f}.")
     bl.write_result("bench_proxy_run", {
         "quick": args.quick, "full_scale": full, "machine": bl.machine("cpu"), "base_commit": base_commit,
         "args": {k: v for k, v in vars(args).items() if k != "child"}, "repeats": repeats,
         "cache": os.environ.get("EQUSS_CACHE"), "headline": heads, "rows": rows, "runs": runs,
-        "note": "old = equss at base_commit, new = this commit; alternating fresh processes, warm caches; "
-                "both fp32 (no native bf16 on this CPU)"}, args.out_dir)
+        "note": note}, args.out_dir)
 
 
 if __name__ == "__main__":

@@ -159,7 +159,7 @@ def test_training_probe_losses_equal_probes_on_the_materialised_upsampled_input(
     probes = (model.cluster_probe.clusters, model.linear_probe.conv.weight, model.linear_probe.conv.bias)
 
     losses = model.training_losses(feats, feats_pos, labels, generator=torch.Generator().manual_seed(1))
-    fast = [float(losses["cluster"]), float(losses["linear"])]
+    fast = [float(losses["cluster"].detach()), float(losses["linear"].detach())]
     fast_grads = torch.autograd.grad(losses["cluster"] + losses["linear"], probes)
 
     x = model(feats).probe_input.detach()
