@@ -12,7 +12,6 @@ import torch
 
 from equss import __version__
 from equss.device import cpu_model
-from equss.io import write_json  # noqa: F401  (re-exported: provenance files are written with it)
 
 
 def git_commit(cwd: str | os.PathLike | None = None) -> str:

@@ -55,7 +55,7 @@ def test_cached_once_then_reused_and_recorded(fake_pipeline, tmp_path):
 def test_code_change_makes_the_run_stale(fake_pipeline, monkeypatch):
     cfg = load_config("camvid-equss", "smoke")
     runs.run(cfg)
-    monkeypatch.setattr(runs, "_code", lambda: "another-code")
+    monkeypatch.setattr(runs, "running_code_fingerprint", lambda: "another-code")
     runs.run(cfg)
     assert len(fake_pipeline["train"]) == 2
     assert fake_pipeline["train"][1]["existing"] == []  # a new folder, nothing reused

@@ -17,7 +17,6 @@ results folder commits, so every number in a table traces to one record.
 """
 from __future__ import annotations
 
-import functools
 import json
 import os
 import shutil
@@ -29,7 +28,7 @@ from equss.locks import folder_lock
 from equss.paths import cache_dir
 from equss.io import write_json
 from equss.progress import note
-from equss.provenance import code_fingerprint
+from equss.provenance import running_code_fingerprint
 
 # Which preset family a notebook uses at each scale (the proxy replaces the paper's datasets).
 PROXY_FAMILY = {"cocostuff27": "camvid", "cityscapes27": "camvid", "potsdam3": "dubai"}
@@ -103,18 +102,13 @@ def config(preset: str, scale: str, overrides: dict | list | None = None, data_r
     return load_config(preset, scale, overrides=ov)
 
 
-@functools.lru_cache(maxsize=None)
-def _code() -> str:
-    return code_fingerprint()
-
-
 def run_name(cfg: Config) -> str:
     """Readable and unique: ``<preset>-seed<seed>-<config key>``."""
     return f"{cfg.name}-seed{cfg.train.seed}-{cfg.key()}"
 
 
 def run_dir(cfg: Config) -> Path:
-    return cache_dir("runs") / f"{cfg.data.dataset}-{cfg.key()}-{_code()}"
+    return cache_dir("runs") / f"{cfg.data.dataset}-{cfg.key()}-{running_code_fingerprint()}"
 
 
 def run(cfg: Config, crf: bool = False, flip: bool | None = None, progress: bool = True, retrain: bool = False,
@@ -215,7 +209,7 @@ def baseline(cfg: Config, progress: bool = True, records: str | os.PathLike | No
     """The raw-backbone row (k-means + linear probe), cached like :func:`run`."""
     from equss.pipeline.baseline import run_baseline
 
-    folder = cache_dir("runs") / f"baseline-{cfg.data.dataset}-{cfg.key()}-{_code()}"
+    folder = cache_dir("runs") / f"baseline-{cfg.data.dataset}-{cfg.key()}-{running_code_fingerprint()}"
     done = folder / "baseline.json"
     if not done.is_file():
         with folder_lock(folder, wait=True):
