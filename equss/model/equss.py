@@ -82,11 +82,6 @@ class EQUSS(nn.Module):
         vq = self.quantizer(code)
         return ModelOutput(code=code, probe_input=vq.quantized, codes=vq.codes, vq=vq)
 
-    def _probe_features(self, x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-        if self.cfg.model.probe_upsample and x.shape[-2:] != tuple(size):
-            x = F.interpolate(x, size, mode="bilinear", align_corners=False)
-        return x
-
     def training_losses(self, feats: torch.Tensor, feats_pos: torch.Tensor, labels: torch.Tensor,
                         generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         """All losses of one training step (Eq. 5 + probe losses); ``total`` is what to backpropagate."""
@@ -119,31 +114,34 @@ class EQUSS(nn.Module):
             losses["commitment"] = out.vq.commitment_loss
             losses["codebook_usage"] = out.vq.usage.detach()
             model_loss = model_loss + lc.vq_weight * out.vq.loss
-        # probes on the detached quantised output; with probe_upsample, as if upsampled to the
-        # label size (official), but without materialising the upsampled d_E channels: the
-        # linear probe upsamples its logits, the cluster probe its dot products (exact up to
-        # float rounding, tests/test_model.py)
-        probe_in = out.probe_input.detach().float()
-        size = labels.shape[-2:] if self.cfg.model.probe_upsample else None
-        with torch.autocast(probe_in.device.type, enabled=False):  # probes in fp32 (memory-bound anyway)
-            losses["cluster"] = self.cluster_probe.loss(probe_in, size)
-            losses["linear"] = self.linear_probe.loss(probe_in, labels)
+        # probes on the detached quantised output (only the probes learn from them)
+        losses.update(self._probe_losses(out.probe_input.detach(), labels))
         losses["model"] = model_loss
         losses["total"] = model_loss + losses["cluster"] + losses["linear"]
         return losses
+
+    def _probe_losses(self, probe_in: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Cluster and linear probe losses in fp32 (also under autocast; memory-bound anyway).
+        With ``model.probe_upsample`` on the probe input as if upsampled to the label size
+        (official), without materialising the upsampled d_E channels: the linear probe
+        upsamples its logits, the cluster probe its dot products (exact up to float rounding,
+        tests/test_model.py)."""
+        probe_in = probe_in.float()
+        size = labels.shape[-2:] if self.cfg.model.probe_upsample else None
+        with torch.autocast(probe_in.device.type, enabled=False):
+            return {"cluster": self.cluster_probe.loss(probe_in.detach(), size),
+                    "linear": self.linear_probe.loss(probe_in, labels)}
 
     def _supervised_losses(self, feats, labels):
         """Fig. 2's supervised head: the linear probe's cross-entropy trains the head too
         (no correlation loss; the PQ losses still apply when PQ is on)."""
         out = self.forward(feats)
-        probe_in = self._probe_features(out.probe_input, labels.shape[-2:])
-        losses = {"linear": self.linear_probe.loss(probe_in, labels)}
+        losses = self._probe_losses(out.probe_input, labels)
         model_loss = losses["linear"]
         if out.vq is not None:
             losses["codebook"], losses["commitment"] = out.vq.codebook_loss, out.vq.commitment_loss
             losses["codebook_usage"] = out.vq.usage.detach()
             model_loss = model_loss + self.cfg.loss.vq_weight * out.vq.loss
-        losses["cluster"] = self.cluster_probe.loss(probe_in.detach())
         losses["corr"] = torch.zeros((), device=feats.device)
         losses["model"] = model_loss
         losses["total"] = model_loss + losses["cluster"]
@@ -160,8 +158,6 @@ class EQUSS(nn.Module):
         evaluator; :mod:`equss.model.upsample` gets the same numbers without materialising the
         upsampled d_E channels (``materialize=True`` does it the literal way).
         """
-        from equss.model.upsample import cluster_inner_products
-
         x = self.forward(feats).probe_input
         if feats_flipped is not None:
             x = (x + self.forward(feats_flipped).probe_input.flip(dims=[3])) / 2
@@ -173,7 +169,7 @@ class EQUSS(nn.Module):
         logits = self.linear_probe(x)
         if tuple(logits.shape[-2:]) != size:
             logits = F.interpolate(logits, size, mode="bilinear", align_corners=False)
-        inner = cluster_inner_products(x, self.cluster_probe.clusters, size)
+        inner = self.cluster_probe.inner_products(x, size)
         return {"cluster": F.log_softmax(inner * alpha, dim=1), "linear": F.log_softmax(logits, dim=1)}
 
     @torch.no_grad()
