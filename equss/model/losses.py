@@ -80,11 +80,22 @@ def feature_correlation(f1: torch.Tensor, f2: torch.Tensor, pointwise: bool = Tr
     positions, then add back the global mean (STEGO ``helper``, src/modules.py @eb4d6b5).
     """
     fd = tensor_correlation(norm(f1), norm(f2))
-    if pointwise:
-        old_mean = fd.mean()
-        fd = fd - fd.mean(dim=(3, 4), keepdim=True)
-        fd = fd - fd.mean() + old_mean
-    return fd
+    return _pointwise_centre(fd, second=(3, 4), whole=(0, 1, 2, 3, 4)) if pointwise else fd
+
+
+def _pointwise_centre(fd: torch.Tensor, second: tuple, whole: tuple) -> torch.Tensor:
+    """STEGO's pointwise centring of fd: subtract, per query location, the mean over the second
+    image's positions (dims ``second``), then restore the mean over dims ``whole``."""
+    old_mean = fd.mean(dim=whole, keepdim=True)
+    fd = fd - fd.mean(dim=second, keepdim=True)
+    return fd - fd.mean(dim=whole, keepdim=True) + old_mean
+
+
+def _shifted_loss(cd: torch.Tensor, fd: torch.Tensor, shift, zero_clamp: bool, stabilize: bool) -> torch.Tensor:
+    """``-clamp(cd) * (fd - shift)``: cd clamped at 0 (else -9999) from below, at 0.8 from above
+    with ``stabilize`` (STEGO ``helper``)."""
+    min_val = 0.0 if zero_clamp else -9999.0
+    return -(cd.clamp(min_val, 0.8) if stabilize else cd.clamp(min_val)) * (fd - shift)
 
 
 def correlation_term(f1: torch.Tensor, f2: torch.Tensor, c1: torch.Tensor, c2: torch.Tensor,
@@ -107,9 +118,7 @@ def correlation_term(f1: torch.Tensor, f2: torch.Tensor, c1: torch.Tensor, c2: t
     """
     fd = feature_correlation(f1, f2, pointwise)
     cd = tensor_correlation(norm(c1), norm(c2))
-    min_val = 0.0 if zero_clamp else -9999.0
-    cd_clamped = cd.clamp(min_val, 0.8) if stabilize else cd.clamp(min_val)
-    return -cd_clamped * (fd - shift), cd
+    return _shifted_loss(cd, fd, shift, zero_clamp, stabilize), cd
 
 
 @dataclass
@@ -166,10 +175,6 @@ class CorrelationLoss(nn.Module):
                 f"{self.neg_inter_weight}, shifts={self.pos_intra_shift}/{self.pos_inter_shift}/"
                 f"{self.neg_inter_shift}, S={self.feature_samples}, neg={self.neg_samples}")
 
-    def _term(self, f1, f2, c1, c2, shift):
-        return correlation_term(f1, f2, c1, c2, shift, pointwise=self.pointwise,
-                                zero_clamp=self.zero_clamp, stabilize=self.stabilize)
-
     def forward(self, feats: torch.Tensor, feats_pos: torch.Tensor, code: torch.Tensor,
                 code_pos: torch.Tensor, generator: Optional[torch.Generator] = None) -> CorrelationLossOutput:
         """feats/feats_pos: (B, C, H, W) backbone features of images and their positives;
@@ -208,16 +213,12 @@ class CorrelationLoss(nn.Module):
             n_sets = 2 + len(perms)
             with torch.no_grad():  # fd: feature_correlation of each term, (G, B, P, Q)
                 fd = _grouped_correlation(f1, torch.cat([f1] + f2), n_sets)
-                if self.pointwise:
-                    old_mean = fd.mean(dim=(1, 2, 3), keepdim=True)
-                    fd = fd - fd.mean(dim=3, keepdim=True)
-                    fd = fd - fd.mean(dim=(1, 2, 3), keepdim=True) + old_mean
+                if self.pointwise:  # per term: its own (B, P, Q) block, as feature_correlation
+                    fd = _pointwise_centre(fd, second=(3,), whole=(1, 2, 3))
             cd = _grouped_correlation(c1, torch.cat([c1] + c2), n_sets)
             shifts = torch.tensor([self.pos_intra_shift, self.pos_inter_shift]
                                   + [self.neg_inter_shift] * len(perms), device=dev).view(-1, 1, 1, 1)
-            min_val = 0.0 if self.zero_clamp else -9999.0
-            cd_clamped = cd.clamp(min_val, 0.8) if self.stabilize else cd.clamp(min_val)
-            loss = -cd_clamped * (fd - shifts)
+            loss = _shifted_loss(cd, fd, shifts, self.zero_clamp, self.stabilize)
             intra, inter = loss[0].mean(), loss[1].mean()
             zero = intra.new_zeros(())
             neg = loss[2:].mean() if perms else zero
