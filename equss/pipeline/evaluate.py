@@ -1,8 +1,9 @@
 """Evaluation: ``equss eval --checkpoint RUN/best.pt --out RUN/eval``.
 
 The STEGO/EQUSS protocol (STEGO @eb4d6b5 src/eval_segmentation.py): center crop at the
-evaluation resolution (320 at paper scale), probe input averaged with that of the
-horizontally flipped image, upsampled (bilinear) to the label size; cluster probe ->
+evaluation resolution (320 at paper scale), probe input (averaged with that of the
+horizontally flipped image with ``eval.flip``: STEGO's script; the official EQUSS evaluator
+does not) upsampled (bilinear) to the label size; cluster probe ->
 Hungarian matching -> unsupervised Accuracy / mIoU; linear probe -> Accuracy / mIoU;
 each with and without the dense CRF (STEGO's parameters, :mod:`equss.eval.crf`, run in worker
 processes).  Features come from the feature cache (the backbone is frozen), so
@@ -21,13 +22,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from equss.progress import bar as progress_bar
 
 from equss.config import Config
 from equss.errors import EqussError
 from equss.eval.metrics import UnsupervisedMetrics
 from equss.device import device_description
 from equss.io import write_json
+from equss.progress import bar as progress_bar
 from equss.provenance import provenance
 
 

@@ -60,6 +60,7 @@ from PIL import Image, ImageOps
 from tqdm.auto import tqdm
 
 from equss.errors import EqussError
+from equss.progress import bar as progress_bar
 
 PROBES = ("cluster", "linear")
 MODES = ("resize", "tile")
@@ -380,7 +381,7 @@ def segment_paths(inputs: str | os.PathLike, checkpoint: str | os.PathLike, out:
     out_dir.mkdir(parents=True, exist_ok=True)
     names = output_names(root, files)
     records, skipped = [], []
-    bar = tqdm(list(zip(files, names)), desc="segment", unit="img", disable=not progress, dynamic_ncols=True)
+    bar = progress_bar(list(zip(files, names)), desc="segment", unit="img", disable=not progress, dynamic_ncols=True)
     for path, name in bar:
         try:
             img = first if first is not None else load_image(path)
