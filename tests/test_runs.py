@@ -84,3 +84,25 @@ def test_interrupted_run_resumes_and_leftovers_without_checkpoint_are_cleared(fa
     (f2 / "log.jsonl").write_text('{"step": 99}\n')
     runs.run(other)
     assert fake_pipeline["train"][1] == {"resume": False, "existing": []}
+
+
+def test_proxy_step_count_comes_from_the_learning_curves(tmp_path, data_root):
+    """At proxy scale every config takes the step count the learning-curve notebook chose on
+    validation (the largest of the methods' chosen steps); a notebook's own keyword and the
+    user's overrides still win; other scales and a folder without the file keep the preset's."""
+    preset_steps = load_config("camvid-equss", "proxy").train.steps
+    out, cfg = runs.setup("proxy", str(tmp_path), data_root=str(data_root), device="cpu")
+    assert cfg("cocostuff27-equss").train.steps == preset_steps  # no learning_curves.json yet
+
+    (tmp_path / "learning_curves.json").write_text(json.dumps(
+        {"chosen": {"STEGO": {"step": 250}, "EQUSS": {"step": 450}}}))
+    assert runs.chosen_steps(tmp_path) == 450
+    out, cfg = runs.setup("proxy", str(tmp_path), data_root=str(data_root), device="cpu")
+    assert cfg("cocostuff27-stego", 1).train.steps == 450
+    assert cfg("cocostuff27-stego", 1).train.seed == 1
+    assert cfg("cocostuff27-equss", **{"train.steps": 600}).train.steps == 600  # the notebook's keyword
+    out, cfg = runs.setup("proxy", str(tmp_path), data_root=str(data_root), device="cpu",
+                          overrides=["train.steps=7"])
+    assert cfg("cocostuff27-equss", **{"train.steps": 600}).train.steps == 7  # the user's override, last
+    out, cfg = runs.setup("smoke", str(tmp_path), data_root=str(data_root), device="cpu")
+    assert cfg("cocostuff27-equss").train.steps == load_config("camvid-equss", "smoke").train.steps

@@ -1,22 +1,88 @@
 """Run a command and record its wall time and peak memory: ``python tools/measure.py OUT.json -- CMD ...``.
 
 ``make reproduce`` wraps the whole reproduction in it, so ``results/<scale>/reproduce.json``
-says how long the run took and how much memory it needed.  Peak RSS is ``ru_maxrss`` of the
-waited-for descendants (``RUSAGE_CHILDREN``): the largest single process of the tree (the
-notebook kernels), not the sum of concurrent ones.  The exit status is the command's.
+says how long the run took and how much memory it needed.
+
+A reproduction can outlive a session (or be stopped and resumed: the run cache keeps every
+finished training), so the record is kept as *segments*, one per invocation: each is written
+at start, rewritten every 30 s while the command runs (so a segment killed with its machine
+still counts up to its last heartbeat) and at the end with the exit status.  A new invocation
+continues the record when the earlier segments ran the same code (commit and code
+fingerprint) and the last one did not finish successfully; otherwise it starts a new one.
+``wall_s`` is the sum of the segments; ``peak_rss_mib`` the largest peak RSS (``VmHWM``) of
+any single process of the tree seen by the heartbeats (the notebook kernels), not the sum of
+concurrent ones (and, at the end, the command's ``ru_maxrss`` from ``wait4``).  The exit status is the command's.
 """
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import platform
-import resource
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+HEARTBEAT_S = float(os.environ.get("EQUSS_MEASURE_HEARTBEAT_S", "30"))  # tests use less
+
+
+def _children() -> dict[int, list[int]]:
+    kids: dict[int, list[int]] = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as fh:
+                ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        kids.setdefault(ppid, []).append(int(d))
+    return kids
+
+
+def tree_peak_rss_kib(root: int) -> int:
+    """The largest ``VmHWM`` (peak resident set) of ``root`` and its descendants, in KiB."""
+    kids, todo, peak = _children(), [root], 0
+    while todo:
+        pid = todo.pop()
+        todo += kids.get(pid, [])
+        try:
+            with open(f"/proc/{pid}/status") as fh:
+                for line in fh:
+                    if line.startswith("VmHWM:"):
+                        peak = max(peak, int(line.split()[1]))
+                        break
+        except OSError:
+            continue
+    return peak
+
+
+def code_identity() -> tuple[str, str]:
+    """(git commit, code fingerprint), computed in a child process: equss.provenance imports torch,
+    and a child forked from a 500 MiB process would report that as its own peak RSS."""
+    code = ("import json; from equss.provenance import code_fingerprint, git_commit; "
+            "print(json.dumps([git_commit(), code_fingerprint()]))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parent.parent).stdout
+    commit, fingerprint = json.loads(out.strip().splitlines()[-1])
+    return commit, fingerprint
+
+
+def earlier_segments(out: Path, commit: str, fingerprint: str) -> list[dict]:
+    """Segments of an unfinished record of the same code, to continue; else none."""
+    try:
+        doc = json.loads(out.read_text())
+    except (OSError, ValueError):
+        return []
+    segs = doc.get("segments") or []
+    if (doc.get("git_commit") == commit and doc.get("code_fingerprint") == fingerprint and segs
+            and segs[-1].get("exit_status") != 0):
+        return segs
+    return []
 
 
 def main(argv: list[str]) -> int:
@@ -24,23 +90,57 @@ def main(argv: list[str]) -> int:
         print(__doc__.split("\n\n")[0], file=sys.stderr)
         return 2
     out, cmd = Path(argv[0]), argv[2:]
-    started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-    t0 = time.monotonic()
-    rc = subprocess.call(cmd)
-    wall = time.monotonic() - t0
     flags = os.environ.get("MAKEFLAGS", "").split(" ")[0]
-    if "n" in flags and not flags.startswith("-"):  # `make -n reproduce`: nothing ran, nothing to record
-        return rc
-    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # KiB on Linux
+    if "n" in flags and not flags.startswith("-"):  # `make -n reproduce`: nothing runs, nothing to record
+        return subprocess.call(cmd)
     from equss.io import write_json
-    from equss.provenance import code_fingerprint, git_commit
 
-    write_json(out, {"command": " ".join(cmd), "exit_status": rc, "started_utc": started,
-                     "wall_s": round(wall, 1), "wall_h": round(wall / 3600, 3),
-                     "peak_rss_mib": round(peak_kib / 1024, 1), "peak_rss_what": "largest process of the tree (ru_maxrss)",
-                     "git_commit": git_commit(), "code_fingerprint": code_fingerprint(),
-                     "host": platform.platform(), "cpus": os.cpu_count()})
-    print(f"measure: {wall / 60:.1f} min, peak RSS {peak_kib / 1024:.0f} MiB -> {out}")
+    commit, fingerprint = code_identity()
+    segments = earlier_segments(out, commit, fingerprint)
+    seg = {"started_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "wall_s": 0.0,
+           "peak_rss_mib": 0.0, "exit_status": None, "host": platform.platform(), "cpus": os.cpu_count()}
+    segments.append(seg)
+    lock = threading.Lock()
+
+    def save():
+        with lock:
+            wall = sum(s["wall_s"] for s in segments)
+            write_json(out, {"command": " ".join(cmd), "git_commit": commit, "code_fingerprint": fingerprint,
+                             "finished": seg["exit_status"] == 0, "wall_s": round(wall, 1),
+                             "wall_h": round(wall / 3600, 3),
+                             "peak_rss_mib": max(s["peak_rss_mib"] for s in segments),
+                             "peak_rss_what": "largest VmHWM of a single process of the tree (heartbeats every 30 s)",
+                             "segments": segments})
+
+    t0 = time.monotonic()
+    proc = subprocess.Popen(cmd)
+    done = threading.Event()
+
+    def beat():
+        while not done.wait(HEARTBEAT_S):
+            seg["wall_s"] = round(time.monotonic() - t0, 1)
+            seg["peak_rss_mib"] = max(seg["peak_rss_mib"], round(tree_peak_rss_kib(proc.pid) / 1024, 1))
+            save()
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save()
+    threading.Thread(target=beat, daemon=True).start()
+    while True:  # wait4: the resource usage of this command's tree only (not of code_identity's child)
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)
+            break
+        except KeyboardInterrupt:  # Ctrl-C reaches the command too; record how it ended
+            continue
+    rc = proc.returncode = os.waitstatus_to_exitcode(status)
+    done.set()
+    seg["wall_s"] = round(time.monotonic() - t0, 1)
+    seg["exit_status"] = rc
+    # processes that ended between heartbeats: ru_maxrss of the command and every descendant it waited for
+    seg["peak_rss_mib"] = max(seg["peak_rss_mib"], round(usage.ru_maxrss / 1024, 1))
+    save()
+    doc = json.loads(out.read_text())
+    print(f"measure: {seg['wall_s'] / 60:.1f} min this time ({doc['wall_s'] / 60:.1f} min in {len(segments)} "
+          f"segment(s)), peak RSS {doc['peak_rss_mib']:.0f} MiB -> {out}")
     return rc
 
 

@@ -17,8 +17,29 @@ CLAIMS_NOTE = ("*Not filled yet: the verdicts appear here when the proxy results
                "single-seed, hand-typed summary was removed because a claim needs seeds to be decided.*")
 
 
+def status() -> str:
+    """How far the proxy reproduction is: run records, their commit, the measured wall time so far."""
+    import json
+
+    recs = sorted((RES / "runs").glob("*/")) if (RES / "runs").is_dir() else []
+    commits = set()
+    for r in recs:
+        prov = r / "provenance.json"
+        if prov.exists():
+            commits.add(json.loads(prov.read_text()).get("git_commit", "?")[:12])
+    line = f"*Run records in `results/proxy/runs/`: {len(recs)}"
+    if commits:
+        line += f", from commit {', '.join(sorted(commits))}"
+    rep = RES / "reproduce.json"
+    if rep.exists():
+        doc = json.loads(rep.read_text())
+        line += (f"; `make reproduce` so far: {doc['wall_h']:.1f} h in {len(doc.get('segments', []))} segment(s), "
+                 f"{'finished' if doc.get('finished') else 'not finished'}, peak RSS {doc['peak_rss_mib']:.0f} MiB")
+    return line + ".*\n"
+
+
 def section() -> str:
-    out = []
+    out = [status()]
     for name, title in ORDER:
         md, png = RES / f"{name}.md", RES / f"{name}.png"
         if not (md.exists() or png.exists()):

@@ -77,18 +77,38 @@ def setup(scale: str, results: str | None = None, data_root: str | None = None, 
 
     ``out`` is the results folder (its ``runs/`` subfolder receives the run records);
     ``cfg(paper_preset, seed=0, **{"section.key": value})`` is the config of the paper preset at
-    this scale (``preset_for``) with ``train.seed = seed``, the keyword overrides, and last the
-    notebook's ``overrides`` (``["section.key=value", ...]``, applied to every config: e.g. a
-    paper-scale dry run with ``train.steps=2``)."""
+    this scale (``preset_for``) with, in this order: at proxy scale the step count chosen on
+    validation by the learning-curve notebook (:func:`chosen_steps`), the keyword overrides,
+    ``train.seed = seed``, and last the notebook's ``overrides`` (``["section.key=value", ...]``,
+    applied to every config: e.g. a paper-scale dry run with ``train.steps=2``)."""
     out = results_dir(scale, results)
     (out / "runs").mkdir(parents=True, exist_ok=True)
     common = list(overrides or [])
+    steps = chosen_steps(out) if scale == "proxy" else None
+    first = [f"train.steps={steps}"] if steps else []  # before the notebook's own keywords: they win
+    if scale == "proxy":
+        note(f"proxy step count: {steps} (chosen on validation by the learning_curves notebook, "
+             f"{out / 'learning_curves.json'})" if steps else
+             "proxy step count: the preset's (no learning_curves.json yet: `make reproduce-learning-curves`)")
 
     def cfg(paper_preset: str, seed: int = 0, **ov) -> Config:
-        items = [f"{k}={v}" for k, v in ov.items()] + [f"train.seed={int(seed)}"] + common
+        items = first + [f"{k}={v}" for k, v in ov.items()] + [f"train.seed={int(seed)}"] + common
         return config(preset_for(paper_preset, scale), scale, overrides=items, data_root=data_root, device=device)
 
     return out, cfg
+
+
+def chosen_steps(out: str | os.PathLike) -> int | None:
+    """The proxy step count the ``learning_curves`` notebook chose on validation
+    (``out/learning_curves.json``): the largest of the methods' chosen steps, so that one count
+    serves every run of a table or figure and no method is stopped before its rule says it has
+    converged.  None while that file does not exist (the preset's count is used)."""
+    path = Path(out) / "learning_curves.json"
+    if not path.is_file():
+        return None
+    chosen = json.loads(path.read_text()).get("chosen") or {}
+    steps = [int(c["step"]) for c in chosen.values()]
+    return max(steps) if steps else None
 
 
 def config(preset: str, scale: str, overrides: dict | list | None = None, data_root: str | None = None,

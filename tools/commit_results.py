@@ -1,0 +1,87 @@
+"""Commit a long reproduction's results as they finish: ``python tools/commit_results.py REPRO_CHECKOUT``.
+
+A proxy reproduction on a small CPU takes longer than one working session, so it runs in a
+second checkout pinned at one commit (``git worktree add --detach ../repro <commit>``; its
+run records then all name that commit, whatever is committed here meanwhile), and this tool
+copies ``results/<scale>/`` from that checkout into this one and commits it, every
+``--every`` seconds (``--once``: one round).  A round commits only a consistent set: the copy
+must pass the traceability check (``equss.paper.trace``; a table whose records are still
+being written waits for the next round).  The README's results section is refreshed with it
+(``tools/update_readme.py``).  Only ``results/<scale>/`` and ``README.md`` are staged.
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def copy_tree(src: Path, dst: Path) -> int:
+    """Copy new or changed files (no checkpoints, no locks); returns how many were copied."""
+    n = 0
+    for f in sorted(src.rglob("*")):
+        if not f.is_file() or f.suffix == ".pt" or f.name == ".lock":
+            continue
+        d = dst / f.relative_to(src)
+        if d.is_file() and d.stat().st_size == f.stat().st_size and d.read_bytes() == f.read_bytes():
+            continue
+        d.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(f, d)
+        n += 1
+    return n
+
+
+def git(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=check)
+
+
+def one_round(repro: Path, scale: str) -> str:
+    from equss.paper import trace
+
+    src, dst = repro / "results" / scale, ROOT / "results" / scale
+    if not src.is_dir():
+        return f"nothing yet in {src}"
+    problems = trace.check(src)
+    if problems:
+        return f"waiting: {len(problems)} traceability problem(s) in the reproduction's folder, e.g. {problems[0]}"
+    copied = copy_tree(src, dst)
+    if not copied:
+        return "no new results"
+    problems = trace.check(dst)
+    if problems:
+        return f"not committed: {problems[0]}"
+    subprocess.run([sys.executable, str(ROOT / "tools" / "update_readme.py")], cwd=ROOT, check=True,
+                   capture_output=True)
+    records = len([p for p in (dst / "runs").iterdir() if p.is_dir()]) if (dst / "runs").is_dir() else 0
+    git("add", "--", f"results/{scale}", "README.md")
+    msg = f"{scale} reproduction: {records} run records ({copied} files new or changed)"
+    for attempt in range(5):  # another git command may hold the index lock for a moment
+        done = git("commit", "-q", "-m", msg, "--", f"results/{scale}", "README.md", check=False)
+        if done.returncode == 0 or "nothing to commit" in done.stdout + done.stderr:
+            return msg
+        time.sleep(5)
+    return f"commit failed: {done.stderr.strip()}"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("repro", type=Path, help="the checkout where `make reproduce` runs")
+    ap.add_argument("--scale", default="proxy")
+    ap.add_argument("--every", type=float, default=600.0, help="seconds between rounds (default 600)")
+    ap.add_argument("--once", action="store_true", help="one round, then exit")
+    a = ap.parse_args()
+    while True:
+        print(time.strftime("%H:%M:%S"), one_round(a.repro.resolve(), a.scale), flush=True)
+        if a.once:
+            return 0
+        time.sleep(a.every)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
