@@ -25,9 +25,8 @@ def test_peak_rss_of_a_grandchild_and_exit_status(tmp_path):
     assert doc["wall_s"] >= 0.5 and len(doc["git_commit"]) >= 7
 
 
-def test_an_interrupted_record_is_continued_and_a_finished_one_restarted(tmp_path, monkeypatch):
+def test_an_interrupted_record_is_continued_and_a_finished_one_restarted(tmp_path):
     out = tmp_path / "reproduce.json"
-    monkeypatch.setenv("PYTHONUNBUFFERED", "1")
     # first segment: killed with SIGKILL after its first heartbeat (as a machine going away)
     env = {**os.environ, "EQUSS_MEASURE_HEARTBEAT_S": "0.2"}
     p = subprocess.Popen(MEASURE + [str(out), "--", "sleep", "30"], cwd=ROOT, env=env, start_new_session=True)
