@@ -113,7 +113,11 @@ def main(argv: list[str]) -> int:
                              "segments": segments})
 
     t0 = time.monotonic()
-    proc = subprocess.Popen(cmd)
+    try:
+        proc = subprocess.Popen(cmd)
+    except OSError as e:  # a command that cannot start: one line, exit 127 as a shell would
+        print(f"measure: cannot run {cmd[0]!r}: {e.strerror}", file=sys.stderr)
+        return 127
     done = threading.Event()
 
     def beat():
