@@ -1,0 +1,51 @@
+"""What the Makefile would run, read from ``make -n`` (a dry run: nothing executes)."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="no make")
+
+
+def dry_run(*args: str, venv: Path) -> list[str]:
+    """The notebooks ``make -n`` would execute (names; ``NAME?`` where the recipe runs it only if its output is
+    still missing then), with a venv marker newer than every file."""
+    (venv / ".installed").touch()
+    later = time.time() + 60
+    os.utime(venv / ".installed", (later, later))  # like a fresh clone's `make setup`: newer than the checkout
+    p = subprocess.run(["make", "-n", "--no-print-directory", *args, f"VENV={venv}"], cwd=ROOT,
+                       capture_output=True, text=True, check=True)
+    return [line.split("equss.paper.notebooks", 1)[1].split()[0] + ("?" if line.startswith("test -f") else "")
+            for line in p.stdout.splitlines() if "equss.paper.notebooks" in line]
+
+
+def test_a_committed_step_choice_is_reused_not_retrained(tmp_path):
+    """A fresh clone's `make reproduce-table1` must not retrain the learning curves (hours at proxy scale)
+    just because its venv is newer than the committed learning_curves.json."""
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "learning_curves.json").write_text("{}")
+    os.utime(results / "learning_curves.json", (0, 0))  # older than the notebooks and the sources
+    assert dry_run("reproduce-table1", "SCALE=proxy", f"RESULTS={results}", venv=tmp_path) == ["table1_cocostuff"]
+
+
+def test_a_missing_step_choice_is_made_first(tmp_path):
+    assert dry_run("reproduce-table1", "SCALE=proxy", f"RESULTS={tmp_path / 'none'}", venv=tmp_path) == [
+        "learning_curves?", "table1_cocostuff"]
+
+
+def test_smoke_scale_needs_no_learning_curves(tmp_path):
+    assert dry_run("reproduce-fig6", "SCALE=smoke", f"RESULTS={tmp_path / 'none'}", venv=tmp_path) == ["fig6_mk_grid"]
+
+
+def test_reproduce_order_curves_first_claims_last(tmp_path):
+    order = dry_run("reproduce-all", "SCALE=proxy", f"RESULTS={tmp_path / 'none'}", venv=tmp_path)
+    assert order[0] == "learning_curves" and order[-1] == "claims"
+    assert order[1] == "learning_curves?"  # made once: already there when the tables ask for it
+    assert sorted(order[:1] + order[2:]) == sorted(p.stem for p in (ROOT / "notebooks").glob("*.ipynb"))
