@@ -19,12 +19,13 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+MEASURE_FILE = "reproduce.json"  # tools/measure.py's record of `make reproduce`
 sys.path.insert(0, str(ROOT))
 
 
-def copy_tree(src: Path, dst: Path) -> int:
-    """Copy new or changed files (no checkpoints, no locks); returns how many were copied."""
-    n = 0
+def copy_tree(src: Path, dst: Path) -> list[str]:
+    """Copy new or changed files (no checkpoints, no locks); returns their paths relative to ``src``."""
+    n = []
     for f in sorted(src.rglob("*")):
         if not f.is_file() or f.suffix == ".pt" or f.name == ".lock":
             continue
@@ -33,8 +34,21 @@ def copy_tree(src: Path, dst: Path) -> int:
             continue
         d.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(f, d)
-        n += 1
+        n.append(f.relative_to(src).as_posix())
     return n
+
+
+def heartbeat_only(copied: list[str], dst: Path) -> bool:
+    """Only ``reproduce.json``'s running wall time changed (``tools/measure.py`` rewrites it every 30 s):
+    not worth a commit of its own; it goes with the next results, or when the reproduction has finished."""
+    import json
+
+    if copied != [MEASURE_FILE]:
+        return False
+    try:
+        return not json.loads((dst / MEASURE_FILE).read_text()).get("finished")
+    except (OSError, ValueError):
+        return False
 
 
 def git(*args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -53,6 +67,8 @@ def one_round(repro: Path, scale: str) -> str:
     copied = copy_tree(src, dst)
     if not copied:
         return "no new results"
+    if heartbeat_only(copied, dst):
+        return f"no new results (only {MEASURE_FILE}'s running wall time; committed with the next results)"
     problems = trace.check(dst)
     if problems:
         return f"not committed: {problems[0]}"
@@ -60,7 +76,7 @@ def one_round(repro: Path, scale: str) -> str:
                    capture_output=True)
     records = len([p for p in (dst / "runs").iterdir() if p.is_dir()]) if (dst / "runs").is_dir() else 0
     git("add", "--", f"results/{scale}", "README.md")
-    msg = f"{scale} reproduction: {records} run records ({copied} files new or changed)"
+    msg = f"{scale} reproduction: {records} run records ({len(copied)} files new or changed)"
     for attempt in range(5):  # another git command may hold the index lock for a moment
         done = git("commit", "-q", "-m", msg, "--", f"results/{scale}", "README.md", check=False)
         if done.returncode == 0 or "nothing to commit" in done.stdout + done.stderr:

@@ -1,0 +1,84 @@
+"""tools/commit_results.py in a scratch git repository: only traceable sets are committed, and a
+round whose only change is reproduce.json's running wall time makes no commit of its own."""
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tools"))
+import commit_results  # noqa: E402
+
+pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="no git")
+HEADER = "method,dataset,seed,crf,run,eval,unsup_acc,unsup_miou,linear_acc,linear_miou,source\n"
+
+
+def record(results: Path, name: str, miou: float) -> str:
+    r = results / "runs" / name
+    r.mkdir(parents=True)
+    (r / "provenance.json").write_text(json.dumps({"git_commit": "c0ffee", "code_fingerprint": "f1"}))
+    (r / "eval.json").write_text(json.dumps({"cluster": {"Accuracy": 50.0, "mIoU": miou},
+                                             "linear": {"Accuracy": 70.0, "mIoU": 30.0}}))
+    (r / ".lock").write_text("")  # a run's lock file is never copied
+    return f"STEGO,camvid,0,False,{name},eval.json,50.0,{miou},70.0,30.0,measured\n"
+
+
+def commits(repo: Path) -> list[str]:
+    out = subprocess.run(["git", "log", "--format=%s"], cwd=repo, capture_output=True, text=True, check=True)
+    return out.stdout.splitlines()
+
+
+@pytest.fixture
+def repos(tmp_path, monkeypatch):
+    main, repro = tmp_path / "main", tmp_path / "repro"
+    (main / "tools").mkdir(parents=True)
+    shutil.copy(ROOT / "tools" / "update_readme.py", main / "tools")
+    shutil.copy(ROOT / "README.md", main)
+    for k, v in {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+                 "GIT_COMMITTER_EMAIL": "t@t"}.items():
+        monkeypatch.setenv(k, v)
+    subprocess.run(["git", "init", "-q"], cwd=main, check=True)
+    subprocess.run(["git", "add", "."], cwd=main, check=True)
+    subprocess.run(["git", "commit", "-q", "-m", "start"], cwd=main, check=True)
+    monkeypatch.setattr(commit_results, "ROOT", main)
+    return main, repro
+
+
+def test_rounds(repos):
+    main, repro = repos
+    src = repro / "results" / "proxy"
+    assert commit_results.one_round(repro, "proxy").startswith("nothing yet")
+
+    row = record(src, "camvid-stego-seed0-aaa", 20.0)
+    (src / "table1.csv").write_text(HEADER + row.replace(",20.0,", ",20.5,"))  # disagrees with its record
+    assert commit_results.one_round(repro, "proxy").startswith("waiting: 1 traceability problem")
+    assert not (main / "results").exists() and commits(main) == ["start"]
+
+    (src / "table1.csv").write_text(HEADER + row)
+    (src / "table1.md").write_text("| STEGO | 20.0 |")
+    assert commit_results.one_round(repro, "proxy") == "proxy reproduction: 1 run records (4 files new or changed)"
+    assert len(commits(main)) == 2
+    assert not (main / "results/proxy/runs/camvid-stego-seed0-aaa/.lock").exists()
+    assert "| STEGO | 20.0 |" in (main / "README.md").read_text()  # README refreshed in the same commit
+    assert subprocess.run(["git", "status", "--porcelain"], cwd=main, capture_output=True,
+                          text=True).stdout == ""
+    assert commit_results.one_round(repro, "proxy") == "no new results"
+
+    (src / "reproduce.json").write_text(json.dumps({"finished": False, "wall_h": 1.0, "peak_rss_mib": 9.0}))
+    assert commit_results.one_round(repro, "proxy").startswith("no new results (only reproduce.json")
+    assert len(commits(main)) == 2 and (main / "results/proxy/reproduce.json").is_file()  # copied, not committed
+
+    row2 = record(src, "camvid-stego-seed1-bbb", 21.0)
+    (src / "table1.csv").write_text(HEADER + row + row2.replace(",0,", ",1,", 1))
+    (src / "reproduce.json").write_text(json.dumps({"finished": False, "wall_h": 2.0, "peak_rss_mib": 9.0}))
+    assert commit_results.one_round(repro, "proxy") == "proxy reproduction: 2 run records (4 files new or changed)"
+    shown = subprocess.run(["git", "show", "HEAD:results/proxy/reproduce.json"], cwd=main, capture_output=True,
+                           text=True, check=True).stdout
+    assert json.loads(shown)["wall_h"] == 2.0
+
+    (src / "reproduce.json").write_text(json.dumps({"finished": True, "wall_h": 3.0, "peak_rss_mib": 9.0}))
+    assert commit_results.one_round(repro, "proxy") == "proxy reproduction: 2 run records (1 files new or changed)"
+    assert len(commits(main)) == 4
