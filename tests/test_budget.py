@@ -1,0 +1,46 @@
+"""tools/budget.py: each training and evaluation is charged once, to the first artefact that names it."""
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tools"))
+import budget  # noqa: E402
+
+
+def _record(results: Path, run: str, train_s: float | None, evals: dict[str, float]):
+    r = results / "runs" / run
+    r.mkdir(parents=True)
+    if train_s is not None:
+        (r / "provenance.json").write_text(json.dumps({"wall_s": train_s}))
+    for name, s in evals.items():
+        (r / name).write_text(json.dumps({"cluster": {}, "provenance": {"wall_s": s}}))
+
+
+def _csv(results: Path, name: str, rows: list[tuple[str, str]]):
+    (results / f"{name}.csv").write_text("method,run,eval\n" + "".join(f"x,{r},{e}\n" for r, e in rows))
+
+
+def test_shared_runs_are_charged_once(tmp_path):
+    _record(tmp_path, "a", 100.0, {"eval.json": 10.0, "eval_crf.json": 50.0, "fig4.json": 7.0})
+    _record(tmp_path, "b", 200.0, {"eval.json": 20.0})
+    _record(tmp_path, "baseline-a", None, {"baseline.json": 30.0})
+    _csv(tmp_path, "table1", [("a", "eval.json"), ("a", "eval_crf.json"), ("b", "eval.json"),
+                              ("baseline-a", "baseline.json")])
+    _csv(tmp_path, "fig4", [("a", "fig4.json"), ("a", "fig4.json"), ("b", "eval.json")])  # Table 1's trainings
+    (tmp_path / "claims.csv").write_text("claim,run\nx,a\n")  # derived: never charged
+    (tmp_path / "reproduce.json").write_text(json.dumps({"wall_s": 3600.0, "finished": True, "segments": [{}]}))
+
+    items = {i["name"]: i for i in budget.attribute(tmp_path)}
+    assert list(items) == ["table1", "fig4"]  # make reproduce's order, not the alphabet
+    assert items["table1"] == {"name": "table1", "trainings": 2, "train_s": 300.0, "evals": 4, "eval_s": 110.0}
+    assert items["fig4"] == {"name": "fig4", "trainings": 0, "train_s": 0.0, "evals": 1, "eval_s": 7.0}
+
+    text = budget.report(tmp_path)
+    assert "| **all** | 2 | 0.08 | 5 | 0.03 | 0.12 |" in text  # 300 s, 117 s, 417 s
+    assert "wall time (finished, 1 segment(s)): 1.00 h; the records account for 0.12 h" in text
+
+
+def test_missing_folder_is_one_line(tmp_path, capsys):
+    assert budget.main([str(tmp_path / "nope")]) == 2
+    assert capsys.readouterr().out.count("\n") == 1

@@ -1,0 +1,92 @@
+"""Where the reproduction's time goes: ``python tools/budget.py [results/proxy]``.
+
+Reads the run records that the tables and figures name (``runs/<run>/provenance.json``: the
+training's wall time; the ``eval`` file of each row, e.g. ``eval.json`` / ``eval_crf.json`` /
+``baseline.json``: that evaluation's wall time) and attributes each training and each
+evaluation to the first artefact, in ``make reproduce``'s order, whose CSV names it (Fig. 4
+reuses Table 1's trainings, so it is charged only for its own analyses).  Prints a Markdown
+table (artefact, trainings, training hours, evaluations, evaluation hours) and sets it beside
+``reproduce.json``'s measured wall time: the rest is feature extraction (cached, not in any
+record), notebook overhead, and any time the machine spent on other work meanwhile.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+ORDER = ["learning_curves", "table1", "table2", "table3", "fig4", "fig5", "fig2", "fig6"]  # make reproduce
+
+
+def _wall(path: Path) -> float:
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return 0.0
+    return float((doc.get("provenance", doc) or {}).get("wall_s", 0.0) or 0.0)
+
+
+def attribute(results: Path) -> list[dict]:
+    """One dict per artefact with a CSV: name, trainings, train_s, evals, eval_s."""
+    results = Path(results)
+    names = [n for n in ORDER if (results / f"{n}.csv").is_file()]
+    names += sorted(p.stem for p in results.glob("*.csv") if p.stem not in ORDER and p.stem != "claims")
+    seen_runs, seen_evals, out = set(), set(), []
+    for name in names:
+        with open(results / f"{name}.csv", newline="") as fh:
+            rows = [r for r in csv.DictReader(fh) if r.get("run")]
+        item = {"name": name, "trainings": 0, "train_s": 0.0, "evals": 0, "eval_s": 0.0}
+        for r in rows:
+            record = results / "runs" / r["run"]
+            if r["run"] not in seen_runs:
+                seen_runs.add(r["run"])
+                if (record / "provenance.json").is_file():  # a training (a baseline has only its evaluation)
+                    item["trainings"] += 1
+                    item["train_s"] += _wall(record / "provenance.json")
+            key = (r["run"], r.get("eval") or "eval.json")
+            if key not in seen_evals:
+                seen_evals.add(key)
+                item["evals"] += 1
+                item["eval_s"] += _wall(record / key[1])
+        out.append(item)
+    return out
+
+
+def report(results) -> str:
+    results = Path(results)
+    items = attribute(results)
+    lines = ["| artefact | trainings | training (h) | evaluations | evaluation (h) | total (h) |",
+             "|---|---|---|---|---|---|"]
+    for i in items:
+        lines.append(f"| {i['name']} | {i['trainings']} | {i['train_s'] / 3600:.2f} | {i['evals']} | "
+                     f"{i['eval_s'] / 3600:.2f} | {(i['train_s'] + i['eval_s']) / 3600:.2f} |")
+    recorded = sum(i["train_s"] + i["eval_s"] for i in items)
+    lines.append(f"| **all** | {sum(i['trainings'] for i in items)} | {sum(i['train_s'] for i in items) / 3600:.2f} | "
+                 f"{sum(i['evals'] for i in items)} | {sum(i['eval_s'] for i in items) / 3600:.2f} | "
+                 f"{recorded / 3600:.2f} |")
+    rep = results / "reproduce.json"
+    if rep.is_file():
+        doc = json.loads(rep.read_text())
+        state = "finished" if doc.get("finished") else "not finished"
+        lines.append("")
+        lines.append(f"`make reproduce` wall time ({state}, {len(doc.get('segments', []))} segment(s)): "
+                     f"{doc['wall_s'] / 3600:.2f} h; the records account for {recorded / 3600:.2f} h, the rest "
+                     f"({(doc['wall_s'] - recorded) / 3600:.2f} h) is feature extraction, notebook overhead and "
+                     "time the machine spent on other work.")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    results = Path(args[0]) if args else ROOT / "results" / "proxy"
+    if not results.is_dir():
+        print(f"budget: {results} is not a folder")
+        return 2
+    print(report(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
