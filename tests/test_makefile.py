@@ -19,7 +19,8 @@ def dry_run(*args: str, venv: Path) -> list[str]:
     (venv / ".installed").touch()
     later = time.time() + 60
     os.utime(venv / ".installed", (later, later))  # like a fresh clone's `make setup`: newer than the checkout
-    p = subprocess.run(["make", "-n", "--no-print-directory", *args, f"VENV={venv}"], cwd=ROOT,
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}  # under `make test`
+    p = subprocess.run(["make", "-n", "--no-print-directory", *args, f"VENV={venv}"], cwd=ROOT, env=env,
                        capture_output=True, text=True, check=True)
     return [line.split("equss.paper.notebooks", 1)[1].split()[0] + ("?" if line.startswith("test -f") else "")
             for line in p.stdout.splitlines() if "equss.paper.notebooks" in line]
