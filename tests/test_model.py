@@ -171,7 +171,7 @@ def test_training_probe_losses_equal_probes_on_the_materialised_upsampled_input(
     linear = F.cross_entropy(flat[lab >= 0], lab[lab >= 0])
     slow_grads = torch.autograd.grad(cluster + linear, probes)
 
-    assert fast == pytest.approx([float(cluster), float(linear)], abs=1e-6)
+    assert fast == pytest.approx([cluster.item(), linear.item()], abs=1e-6)
     for g_fast, g_slow in zip(fast_grads, slow_grads):
         torch.testing.assert_close(g_fast, g_slow, rtol=1e-4, atol=1e-6)
 
