@@ -59,12 +59,33 @@ def section() -> str:
     return "\n".join(out)
 
 
+def verdict_summary(csv_path: Path) -> str:
+    """One plain paragraph from claims.csv: how many claims hold, are contradicted, stay inconclusive,
+    and which (computed from the verdicts; nothing typed)."""
+    import csv
+
+    with open(csv_path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    groups: dict[str, list[str]] = {}
+    for r in rows:
+        groups.setdefault(r["verdict"], []).append(f"{r['claim']} ({r['source']})")
+    parts = []
+    for verdict in ("holds", "contradicted", "inconclusive"):
+        names = groups.pop(verdict, [])
+        if names:
+            parts.append(f"**{len(names)} {verdict}**: " + "; ".join(names))
+    parts += [f"**{len(v)} {k}**: " + "; ".join(v) for k, v in groups.items()]
+    return f"On the proxy, of {len(rows)} claims tested: " + ". ".join(parts) + "."
+
+
 def claims() -> str:
-    """The computed verdicts (results/proxy/claims.md), or a note while there are none."""
+    """The computed verdicts (results/proxy/claims.md) after a plain summary of them, or a note while
+    there are none."""
     md = RES / "claims.md"
     if not md.exists():
         return CLAIMS_NOTE
-    return ("Computed from the per-seed tables by the `claims` notebook "
+    head = verdict_summary(RES / "claims.csv") + "\n\n" if (RES / "claims.csv").exists() else ""
+    return (head + "Computed from the per-seed tables by the `claims` notebook "
             "([claims.csv](results/proxy/claims.csv)):\n\n" + md.read_text().strip())
 
 
