@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 def copy_tree(src: Path, dst: Path) -> list[str]:
     """Copy new or changed files (no checkpoints, no locks); returns their paths relative to ``src``."""
-    n = []
+    copied = []
     for f in sorted(src.rglob("*")):
         if not f.is_file() or f.suffix == ".pt" or f.name == ".lock":
             continue
@@ -34,8 +34,8 @@ def copy_tree(src: Path, dst: Path) -> list[str]:
             continue
         d.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(f, d)
-        n.append(f.relative_to(src).as_posix())
-    return n
+        copied.append(f.relative_to(src).as_posix())
+    return copied
 
 
 def heartbeat_only(copied: list[str], dst: Path) -> bool:

@@ -44,20 +44,22 @@ def _key(row: dict, measured: list[str]) -> tuple:
     return tuple(sorted((k, v) for k, v in row.items() if k not in NOT_CONFIG and k not in measured))
 
 
-def compare_table(mine: Path, theirs: Path) -> tuple[int, int, list[str]]:
-    """(rows matched, cells identical, lines describing the differences) for one CSV."""
+def compare_table(mine: Path, theirs: Path) -> tuple[int, int, list[str], list[str]]:
+    """(rows matched, cells identical, lines naming differing cells, lines naming differing run names)
+    for one CSV."""
     a, b = _rows(mine), _rows(theirs)
     measured = _measurements(a[0].keys() if a else [])
     index = {_key(r, measured): r for r in b}
-    matched, same, diffs = 0, 0, []
+    matched, same, diffs, renamed = 0, 0, [], []
     for r in a:
-        other = index.get(_key(r, measured))
+        key = _key(r, measured)
+        other = index.get(key)
         if other is None:
             continue
         matched += 1
-        where = ", ".join(f"{k}={v}" for k, v in _key(r, measured) if v not in ("",))
+        where = ", ".join(f"{k}={v}" for k, v in key if v != "")
         if r.get("run") != other.get("run"):
-            diffs.append(f"  {where}: run {r.get('run')} vs {other.get('run')} (different config or code)")
+            renamed.append(f"  {where}: run {r.get('run')} vs {other.get('run')} (different config or code)")
         for col in measured:
             if col not in other:
                 continue
@@ -74,7 +76,7 @@ def compare_table(mine: Path, theirs: Path) -> tuple[int, int, list[str]]:
                 except ValueError:
                     delta = ""
                 diffs.append(f"  {where}: {col} {x} vs {y}{delta}")
-    return matched, same, diffs
+    return matched, same, diffs, renamed
 
 
 def compare(mine, theirs) -> tuple[int, list[str]]:
@@ -88,12 +90,11 @@ def compare(mine, theirs) -> tuple[int, list[str]]:
     lines, any_matched, any_diff = [], False, False
     common = [p for p in tables(mine) if (theirs / p.name).is_file()]
     for p in common:
-        matched, same, diffs = compare_table(p, theirs / p.name)
-        cells = [d for d in diffs if not d.endswith("(different config or code)")]
-        lines.append(f"{p.stem}: {matched} rows matched, {same} cells identical, {len(cells)} differ")
-        lines += diffs
+        matched, same, diffs, renamed = compare_table(p, theirs / p.name)
+        lines.append(f"{p.stem}: {matched} rows matched, {same} cells identical, {len(diffs)} differ")
+        lines += renamed + diffs
         any_matched |= matched > 0
-        any_diff |= bool(cells)
+        any_diff |= bool(diffs)
     if not any_matched:
         names = ", ".join(p.name for p in tables(mine)) or "none"
         lines.append(f"compare_results: no row of {mine} has a counterpart in {theirs} (tables in {mine}: {names})")
