@@ -44,3 +44,23 @@ def test_shared_runs_are_charged_once(tmp_path):
 def test_missing_folder_is_one_line(tmp_path, capsys):
     assert budget.main([str(tmp_path / "nope")]) == 2
     assert capsys.readouterr().out.count("\n") == 1
+
+
+def test_pauses_are_subtracted_from_the_rest(tmp_path):
+    _record(tmp_path, "a", 1800.0, {"eval.json": 600.0})
+    _csv(tmp_path, "table1", [("a", "eval.json")])
+    (tmp_path / "reproduce.json").write_text(json.dumps({"wall_s": 7200.0, "finished": False, "segments": [{}, {}]}))
+    (tmp_path / "reproduce_pauses.log").write_text(
+        "# comment\n"
+        "2026-11-29T06:40:00Z SIGSTOP kernel 1 (table2)\n"
+        "2026-11-29T06:58:00Z SIGCONT kernel 1\n"      # 18 min
+        "restart 2026-11-29T07:00:00Z\n"                # not a pause line
+        "2026-11-29T07:10:00Z SIGSTOP kernel 1\n"
+        "2026-11-29T07:10:30Z SIGSTOP again\n"          # a second stop does not restart the clock
+        "2026-11-29T07:22:00Z SIGCONT\n"                # 12 min
+        "2026-11-29T08:00:00Z SIGSTOP never continued\n")
+    assert budget.paused_s(tmp_path) == 30 * 60
+    text = budget.report(tmp_path)
+    # 2 h wall, 0.5 h paused, 1.5 h running; records 2400 s = 0.67 h; rest 7200 - 1800 - 2400 s = 0.83 h
+    assert "2.00 h, of which 0.50 h paused (`reproduce_pauses.log`), 1.50 h running" in text
+    assert "the records account for 0.67 h, the rest (0.83 h)" in text

@@ -32,3 +32,18 @@ def test_claims_block_leads_with_the_summary(tmp_path, monkeypatch):
     block = update_readme.claims()
     assert block.startswith("On the proxy, of 1 claims tested: **1 holds**: Q3 best (Table 3).")
     assert block.rstrip().endswith("| Q3 best | **holds** |")
+
+
+def test_results_section_carries_the_time_budget(tmp_path, monkeypatch):
+    monkeypatch.setattr(update_readme, "RES", tmp_path)
+    assert "Where the time goes" not in update_readme.section()  # nothing measured yet
+    run = tmp_path / "runs" / "r1"
+    run.mkdir(parents=True)
+    (run / "provenance.json").write_text('{"wall_s": 3600}')
+    (run / "eval.json").write_text('{"provenance": {"wall_s": 1800}}')
+    (tmp_path / "table1.csv").write_text("method,run,eval\nEQUSS,r1,eval.json\n")
+    (tmp_path / "table1.md").write_text("| method |\n|---|\n| EQUSS |\n")
+    text = update_readme.section()
+    assert "**Where the time goes**" in text
+    assert "| table1 | 1 | 1.00 | 1 | 0.50 | 1.50 |" in text
+    assert text.index("**Table 1**") < text.index("**Where the time goes**")

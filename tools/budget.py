@@ -7,7 +7,10 @@ evaluation to the first artefact, in ``make reproduce``'s order, whose CSV names
 reuses Table 1's trainings, so it is charged only for its own analyses).  Prints a Markdown
 table (artefact, trainings, training hours, evaluations, evaluation hours) and sets it beside
 ``reproduce.json``'s measured wall time: the rest is feature extraction (cached, not in any
-record), notebook overhead, and any time the machine spent on other work meanwhile.
+record), notebook overhead, and any time the machine spent on other work meanwhile.  Pauses
+written in ``reproduce_pauses.log`` beside it (lines ``<UTC time>Z SIGSTOP ...`` and
+``<UTC time>Z SIGCONT ...``: the reproduction's kernel stopped so that a check could run alone)
+are subtracted from that rest and reported.
 """
 from __future__ import annotations
 
@@ -26,6 +29,28 @@ def _wall(path: Path) -> float:
     except (OSError, ValueError):
         return 0.0
     return float((doc.get("provenance", doc) or {}).get("wall_s", 0.0) or 0.0)
+
+
+def paused_s(results: Path) -> float:
+    """Seconds between each ``SIGSTOP`` line of ``reproduce_pauses.log`` and the ``SIGCONT`` after it
+    (other lines ignored; a stop without its continue counts nothing)."""
+    import datetime as dt
+
+    log = Path(results) / "reproduce_pauses.log"
+    if not log.is_file():
+        return 0.0
+    total, stopped = 0.0, None
+    for line in log.read_text().splitlines():
+        parts = line.split()
+        if len(parts) < 2 or parts[1] not in ("SIGSTOP", "SIGCONT"):
+            continue
+        when = dt.datetime.fromisoformat(parts[0].replace("Z", "+00:00"))
+        if parts[1] == "SIGSTOP":
+            stopped = stopped or when
+        elif stopped is not None:
+            total += (when - stopped).total_seconds()
+            stopped = None
+    return total
 
 
 def attribute(results: Path) -> list[dict]:
@@ -71,10 +96,16 @@ def report(results) -> str:
         doc = json.loads(rep.read_text())
         state = "finished" if doc.get("finished") else "not finished"
         lines.append("")
-        lines.append(f"`make reproduce` wall time ({state}, {len(doc.get('segments', []))} segment(s)): "
-                     f"{doc['wall_s'] / 3600:.2f} h; the records account for {recorded / 3600:.2f} h, the rest "
-                     f"({(doc['wall_s'] - recorded) / 3600:.2f} h) is feature extraction, notebook overhead and "
-                     "time the machine spent on other work.")
+        paused = paused_s(results)
+        text = (f"`make reproduce` wall time ({state}, {len(doc.get('segments', []))} segment(s)): "
+                f"{doc['wall_s'] / 3600:.2f} h")
+        if paused:
+            text += (f", of which {paused / 3600:.2f} h paused (`reproduce_pauses.log`), "
+                     f"{(doc['wall_s'] - paused) / 3600:.2f} h running")
+        text += (f"; the records account for {recorded / 3600:.2f} h, the rest "
+                 f"({(doc['wall_s'] - paused - recorded) / 3600:.2f} h) is feature extraction, notebook "
+                 "overhead and time the machine spent on other work.")
+        lines.append(text)
     return "\n".join(lines)
 
 

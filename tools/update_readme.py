@@ -52,6 +52,12 @@ def section() -> str:
             out.append(md.read_text().strip() + "\n")
         if png.exists():
             out.append(f"![{title}](results/proxy/{name}.png)\n")
+    if any(RES.glob("*.csv")):
+        import budget  # tools/budget.py, beside this file
+
+        out.append("**Where the time goes** (`python tools/budget.py`: each training and evaluation "
+                   "from its record, charged to the first artefact that uses it)\n")
+        out.append(budget.report(RES) + "\n")
     bench = ROOT / "results" / "bench" / "README.md"
     if bench.exists():
         out.append("**Benchmarks** ([results/bench](results/bench/))\n")
