@@ -8,7 +8,7 @@
 #   make bench                       benchmarks -> results/bench/*.json
 # Data: DATA (default $EQUSS_DATA, else ../shared/data when present, else ./data; with ./data
 # and no ./data/CamVid the proxy targets download CamVid there first).
-# Caches: EQUSS_CACHE (default ~/.cache/equss).
+# Caches: EQUSS_CACHE (default $XDG_CACHE_HOME/equss, else ~/.cache/equss).
 
 PYTHON ?= python3
 VENV ?= .venv

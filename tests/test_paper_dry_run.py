@@ -13,8 +13,9 @@ Only the step count and the image size are overridden (``TINY``): everything els
 preset's recipe, checked against the saved ``config.yaml``.  Through the CLI
 (``equss.cli.main``): ``train`` (feature cache + kNN built), ``eval``, ``eval --crf``.
 
-The notebooks run the same way (papermill, ``scale="paper"``) once they take the
-``overrides`` / ``seeds`` parameters; until then that test skips and says why.
+The notebooks run the same way (papermill, ``scale="paper"``, tiny steps through their
+``overrides`` parameter, one seed, small grids for Figs 2 and 6); a notebook without the
+``overrides`` parameter is skipped with the reason.
 """
 from __future__ import annotations
 

@@ -45,3 +45,35 @@ def test_readme_python_example_runs():
     exec(compile(code, "README.md", "exec"), namespace)
     assert namespace["backbone"].embed_dim == 384
     assert namespace["pq"].codebooks.shape == (32, 256, 32)
+
+
+def test_method_table_names_real_code():
+    """Every `equss/....py` `Symbol` in the README's "The method in code" table exists, and each
+    named function or method says in its docstring (or its module's) which equation it is."""
+    import importlib
+
+    text = README.read_text().split("### The method in code", 1)[1].split("\n\n", 2)[1]
+    rows = [r for r in text.splitlines() if r.startswith("| ") and "`equss/" in r]
+    assert len(rows) >= 7
+    checked = 0
+    for row in rows:
+        paper, _, where = [c.strip() for c in row.strip("|").split("|")]
+        for part in where.split(";"):
+            names = re.findall(r"`([^`]+)`", part)
+            path, symbols = names[0], [n.rstrip("()") for n in names[1:]]
+            assert path.startswith("equss/") and path.endswith(".py"), row
+            module = importlib.import_module(path[:-3].replace("/", "."))
+            for sym in (s for n in symbols for s in n.split(", ")):
+                obj = module
+                for attr in sym.split("."):
+                    assert hasattr(obj, attr), f"{path}: no {sym} ({row})"
+                    obj = getattr(obj, attr)
+                checked += 1
+            eq = re.match(r"Eq\. (\d+)", paper)
+            if eq:  # the equation is named where the code is
+                docs = (module.__doc__ or "") + "".join(
+                    (getattr(module, s.split(".")[0]).__doc__ or "") for s in symbols)
+                n = int(eq.group(1))
+                spans = [(int(a), int(b or a)) for a, b in re.findall(r"Eq\. (\d+)(?:-(\d+))?", docs)]
+                assert any(a <= n <= b for a, b in spans), (paper, path, spans)
+    assert checked >= 10
