@@ -35,7 +35,8 @@ def commits(repo: Path) -> list[str]:
 def repos(tmp_path, monkeypatch):
     main, repro = tmp_path / "main", tmp_path / "repro"
     (main / "tools").mkdir(parents=True)
-    shutil.copy(ROOT / "tools" / "update_readme.py", main / "tools")
+    for tool in ("update_readme.py", "budget.py"):  # update_readme shows budget.py's table
+        shutil.copy(ROOT / "tools" / tool, main / "tools")
     shutil.copy(ROOT / "README.md", main)
     for k, v in {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
                  "GIT_COMMITTER_EMAIL": "t@t"}.items():
@@ -82,3 +83,35 @@ def test_rounds(repos):
     (src / "reproduce.json").write_text(json.dumps({"finished": True, "wall_h": 3.0, "peak_rss_mib": 9.0}))
     assert commit_results.one_round(repro, "proxy") == "proxy reproduction: 2 run records (1 files new or changed)"
     assert len(commits(main)) == 4
+
+
+def _notebook(path: Path, states: list[str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"cells": [{"cell_type": "code", "metadata": {"papermill": {"status": st}}}
+                                          for st in states], "metadata": {}, "nbformat": 4}))
+
+
+def test_notebook_still_executing_is_not_copied(tmp_path):
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    _notebook(src / "notebooks" / "done.ipynb", ["completed", "completed"])
+    _notebook(src / "notebooks" / "running.ipynb", ["completed", "running", "pending"])
+    _notebook(src / "notebooks" / "queued.ipynb", ["pending", "pending"])
+    _notebook(src / "notebooks" / "failed.ipynb", ["completed", "failed", "pending"])  # kept: shows the error
+    (src / "notebooks" / "torn.ipynb").write_text('{"cells": [')  # being written
+    assert commit_results.copy_tree(src, dst) == ["notebooks/done.ipynb", "notebooks/failed.ipynb"]
+    _notebook(src / "notebooks" / "running.ipynb", ["completed", "completed", "completed"])
+    assert commit_results.copy_tree(src, dst) == ["notebooks/running.ipynb"]
+
+
+def test_readme_refresh_failure_is_reported_not_committed(repos):
+    main, repro = repos
+    src = repro / "results" / "proxy"
+    row = record(src, "camvid-stego-seed0-aaa", 20.0)
+    (src / "table1.csv").write_text(HEADER + row)
+    (main / "tools" / "update_readme.py").write_text("raise SystemExit('README markers missing')\n")
+    msg = commit_results.one_round(repro, "proxy")
+    assert msg == "not committed: tools/update_readme.py failed: README markers missing"
+    assert commits(main) == ["start"]
+    shutil.copy(ROOT / "tools" / "update_readme.py", main / "tools")  # mended: the next round commits
+    assert commit_results.one_round(repro, "proxy") == "proxy reproduction: 1 run records (3 files new or changed)"
+    assert subprocess.run(["git", "status", "--porcelain"], cwd=main, capture_output=True, text=True).stdout == ""

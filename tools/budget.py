@@ -94,6 +94,7 @@ def report(results) -> str:
     rep = results / "reproduce.json"
     if rep.is_file():
         doc = json.loads(rep.read_text())
+        doc["wall_s"] = float(doc.get("wall_s") or 3600 * float(doc.get("wall_h") or 0.0))
         state = "finished" if doc.get("finished") else "not finished"
         lines.append("")
         paused = paused_s(results)

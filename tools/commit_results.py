@@ -23,11 +23,27 @@ MEASURE_FILE = "reproduce.json"  # tools/measure.py's record of `make reproduce`
 sys.path.insert(0, str(ROOT))
 
 
+def executing(notebook: Path) -> bool:
+    """Whether papermill is still executing this notebook (it saves the output notebook after every
+    cell: a cell marked running, or cells pending with none failed); such a copy is half a result."""
+    import json
+
+    try:
+        cells = json.loads(notebook.read_text()).get("cells", [])
+    except (OSError, ValueError):
+        return True  # being written
+    states = {(c.get("metadata", {}).get("papermill") or {}).get("status") for c in cells}
+    return "running" in states or ("pending" in states and "failed" not in states)
+
+
 def copy_tree(src: Path, dst: Path) -> list[str]:
-    """Copy new or changed files (no checkpoints, no locks); returns their paths relative to ``src``."""
+    """Copy new or changed files (no checkpoints, no locks, no notebook still executing); returns
+    their paths relative to ``src``."""
     copied = []
     for f in sorted(src.rglob("*")):
         if not f.is_file() or f.suffix == ".pt" or f.name == ".lock":
+            continue
+        if f.suffix == ".ipynb" and executing(f):
             continue
         d = dst / f.relative_to(src)
         if d.is_file() and d.stat().st_size == f.stat().st_size and d.read_bytes() == f.read_bytes():
@@ -55,6 +71,14 @@ def git(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=check)
 
 
+def uncommitted(scale: str) -> list[str]:
+    """Files under ``results/<scale>/`` that differ from the last commit (new ones included),
+    relative to that folder."""
+    out = git("status", "--porcelain", "--untracked-files=all", "--", f"results/{scale}").stdout
+    prefix = f"results/{scale}/"
+    return sorted(line[3:].strip('"')[len(prefix):] for line in out.splitlines() if line[3:].strip('"').startswith(prefix))
+
+
 def one_round(repro: Path, scale: str) -> str:
     from equss.paper import trace
 
@@ -64,7 +88,8 @@ def one_round(repro: Path, scale: str) -> str:
     problems = trace.check(src)
     if problems:
         return f"waiting: {len(problems)} traceability problem(s) in the reproduction's folder, e.g. {problems[0]}"
-    copied = copy_tree(src, dst)
+    copy_tree(src, dst)
+    copied = uncommitted(scale)  # this round's copies and any an earlier round could not commit
     if not copied:
         return "no new results"
     if heartbeat_only(copied, dst):
@@ -72,8 +97,11 @@ def one_round(repro: Path, scale: str) -> str:
     problems = trace.check(dst)
     if problems:
         return f"not committed: {problems[0]}"
-    subprocess.run([sys.executable, str(ROOT / "tools" / "update_readme.py")], cwd=ROOT, check=True,
-                   capture_output=True)
+    readme = subprocess.run([sys.executable, str(ROOT / "tools" / "update_readme.py")], cwd=ROOT,
+                            capture_output=True, text=True)
+    if readme.returncode:
+        return ("not committed: tools/update_readme.py failed: "
+                + (readme.stderr.strip().splitlines() or ["?"])[-1])
     records = len([p for p in (dst / "runs").iterdir() if p.is_dir()]) if (dst / "runs").is_dir() else 0
     git("add", "--", f"results/{scale}", "README.md")
     msg = f"{scale} reproduction: {records} run records ({len(copied)} files new or changed)"
