@@ -5,11 +5,16 @@ Fig. 6 is executed at smoke scale (one M x K cell) by the same runner as ``make
 reproduce-fig6``.  The browser check starts JupyterLab headless on a free localhost port,
 opens the executed notebook in Chromium (selenium + chromedriver; skipped where they are
 absent: ``apt-get install chromium chromium-driver``) and waits for the figure's ``<img>``
-in an output area.  The screenshot goes to ``$EQUSS_SCREENSHOT`` when set (the README's
-``results/jupyterlab_fig6.png`` was made so), else into the test's temporary folder.
+in an output area.  The same check opens the committed proxy-scale
+``results/proxy/notebooks/fig6_mk_grid.ipynb`` (a copy, so nothing is written into
+``results/``; skipped until the reproduction has made it).  Screenshots go to
+``$EQUSS_SCREENSHOT_DIR`` when set (``jupyterlab_fig6_smoke.png``, ``jupyterlab_fig6_proxy.png``;
+the README's were made with ``EQUSS_SCREENSHOT_DIR=results``), else into the test's
+temporary folder.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -26,6 +31,7 @@ import pytest
 from equss.paper import notebooks as runner
 
 pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -68,11 +74,10 @@ def _browser():
     return webdriver.Chrome(options=opts, service=Service(executable_path=driver))
 
 
-@pytest.fixture
-def jupyterlab(executed, tmp_path):
-    """JupyterLab serving the executed results folder; yields its base URL and token."""
+@contextlib.contextmanager
+def serve(root: Path, tmp_path: Path):
+    """JupyterLab serving ``root`` headless on a free localhost port; yields its base URL and token."""
     pytest.importorskip("jupyterlab")
-    root = executed.parent.parent
     port, token = _free_port(), "equss-test"
     env = dict(os.environ, JUPYTER_CONFIG_DIR=str(tmp_path / "config"), JUPYTER_DATA_DIR=str(tmp_path / "data"),
                JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"), JUPYTERLAB_WORKSPACES_DIR=str(tmp_path / "ws"),
@@ -106,14 +111,15 @@ def jupyterlab(executed, tmp_path):
             proc.kill()
 
 
-def test_jupyterlab_renders_the_figure(jupyterlab, tmp_path):
+def figure_shown(url: str, token: str, notebook: str, shot: Path) -> None:
+    """Open ``notebook`` (relative to the served root) in Chromium, wait for a PNG ``<img>`` wider than
+    100 px in an output area, check it decoded, and save a screenshot with it in view."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    url, token = jupyterlab
     driver = _browser()
     try:
-        driver.get(f"{url}/lab/tree/notebooks/fig6_mk_grid.ipynb?token={token}")
+        driver.get(f"{url}/lab/tree/{notebook}?token={token}")
         imgs = WebDriverWait(driver, 180, poll_frequency=1).until(
             lambda d: [i for i in d.find_elements(By.CSS_SELECTOR, ".jp-OutputArea-output img")
                        if i.get_attribute("src").startswith("data:image/png") and i.size["width"] > 100])
@@ -121,8 +127,42 @@ def test_jupyterlab_renders_the_figure(jupyterlab, tmp_path):
         assert driver.execute_script("return arguments[0].complete && arguments[0].naturalWidth", img) > 100
         driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", img)
         time.sleep(1)
-        shot = Path(os.environ.get("EQUSS_SCREENSHOT") or tmp_path / "jupyterlab_fig6.png")
         shot.parent.mkdir(parents=True, exist_ok=True)
         assert driver.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
     finally:
         driver.quit()
+
+
+def _shot(tmp_path: Path, scale: str) -> Path:
+    return Path(os.environ.get("EQUSS_SCREENSHOT_DIR") or tmp_path) / f"jupyterlab_fig6_{scale}.png"
+
+
+@pytest.fixture
+def jupyterlab(executed, tmp_path):
+    """JupyterLab serving the executed smoke results folder."""
+    with serve(executed.parent.parent, tmp_path) as lab:
+        yield lab
+
+
+def test_jupyterlab_renders_the_figure(jupyterlab, tmp_path):
+    url, token = jupyterlab
+    figure_shown(url, token, "notebooks/fig6_mk_grid.ipynb", _shot(tmp_path, "smoke"))
+
+
+def test_committed_proxy_fig6_shows_its_heatmap(tmp_path):
+    """The done-when of the Jupyter issue: the committed proxy Fig. 6 notebook, opened in JupyterLab,
+    shows the heatmap (its papermill run completed at proxy scale, one inline PNG, in JupyterLab)."""
+    committed = ROOT / "results" / "proxy" / "notebooks" / "fig6_mk_grid.ipynb"
+    if not committed.is_file():
+        pytest.skip("results/proxy/notebooks/fig6_mk_grid.ipynb is not committed yet (make reproduce-fig6 SCALE=proxy)")
+    nb = nbformat.read(committed, as_version=4)
+    assert nb.metadata["papermill"]["parameters"]["scale"] == "proxy"
+    assert {c.metadata.get("papermill", {}).get("status") for c in nb.cells} == {"completed"}
+    heatmaps = [c for c in nb.cells if "fig6.png" in c.source
+                and any("image/png" in o.get("data", {}) for o in c.get("outputs", []))]
+    assert len(heatmaps) == 1
+    served = tmp_path / "served"
+    (served / "notebooks").mkdir(parents=True)
+    shutil.copy(committed, served / "notebooks")  # JupyterLab writes nothing into results/
+    with serve(served, tmp_path) as (url, token):
+        figure_shown(url, token, "notebooks/fig6_mk_grid.ipynb", _shot(tmp_path, "proxy"))
