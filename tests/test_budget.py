@@ -64,3 +64,20 @@ def test_pauses_are_subtracted_from_the_rest(tmp_path):
     # 2 h wall, 0.5 h paused, 1.5 h running; records 2400 s = 0.67 h; rest 7200 - 1800 - 2400 s = 0.83 h
     assert "2.00 h, of which 0.50 h paused (`reproduce_pauses.log`), 1.50 h running" in text
     assert "the records account for 0.67 h, the rest (0.83 h)" in text
+
+
+def test_a_pause_inside_a_record_is_not_charged_twice(tmp_path):
+    # training 10:00-11:00 (stamped at its end), paused 10:20-10:40 inside it; evaluation 11:00-11:10
+    r = tmp_path / "runs" / "a"
+    r.mkdir(parents=True)
+    (r / "provenance.json").write_text(json.dumps({"wall_s": 3600.0, "time_utc": "2026-11-29T11:00:00+00:00"}))
+    (r / "eval.json").write_text(json.dumps({"provenance": {"wall_s": 600.0, "time_utc": "2026-11-29T11:10:00+00:00"}}))
+    _csv(tmp_path, "table1", [("a", "eval.json")])
+    (tmp_path / "reproduce_pauses.log").write_text("2026-11-29T10:20:00Z SIGSTOP\n2026-11-29T10:40:00Z SIGCONT\n"
+                                                   "2026-11-29T11:30:00Z SIGSTOP\n2026-11-29T11:45:00Z SIGCONT\n")
+    (tmp_path / "reproduce.json").write_text(json.dumps({"wall_s": 7200.0, "finished": True, "segments": [{}]}))
+    item = budget.attribute(tmp_path)[0]
+    assert item["train_s"] == 2400.0 and item["eval_s"] == 600.0  # the 20 min pause left out of the training
+    text = budget.report(tmp_path)
+    # wall 2 h, paused 35 min; records 50 min; rest 120 - 35 - 50 = 35 min = 0.58 h
+    assert "of which 0.58 h paused" in text and "the records account for 0.83 h, the rest (0.58 h)" in text

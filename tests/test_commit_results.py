@@ -41,6 +41,8 @@ def repos(tmp_path, monkeypatch):
     for k, v in {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
                  "GIT_COMMITTER_EMAIL": "t@t"}.items():
         monkeypatch.setenv(k, v)
+    monkeypatch.setenv("PYTHONDONTWRITEBYTECODE", "1")  # no tools/__pycache__ in the scratch repository
+    (main / ".gitignore").write_text("__pycache__/\n")
     subprocess.run(["git", "init", "-q"], cwd=main, check=True)
     subprocess.run(["git", "add", "."], cwd=main, check=True)
     subprocess.run(["git", "commit", "-q", "-m", "start"], cwd=main, check=True)
@@ -98,7 +100,9 @@ def test_notebook_still_executing_is_not_copied(tmp_path):
     _notebook(src / "notebooks" / "queued.ipynb", ["pending", "pending"])
     _notebook(src / "notebooks" / "failed.ipynb", ["completed", "failed", "pending"])  # kept: shows the error
     (src / "notebooks" / "torn.ipynb").write_text('{"cells": [')  # being written
+    (src / "reproduce.json.tmp").write_text("{")  # an atomic write in flight
     assert commit_results.copy_tree(src, dst) == ["notebooks/done.ipynb", "notebooks/failed.ipynb"]
+    assert sorted(p.name for p in dst.rglob("*")) == ["done.ipynb", "failed.ipynb", "notebooks"]
     _notebook(src / "notebooks" / "running.ipynb", ["completed", "completed", "completed"])
     assert commit_results.copy_tree(src, dst) == ["notebooks/running.ipynb"]
 
@@ -115,3 +119,28 @@ def test_readme_refresh_failure_is_reported_not_committed(repos):
     shutil.copy(ROOT / "tools" / "update_readme.py", main / "tools")  # mended: the next round commits
     assert commit_results.one_round(repro, "proxy") == "proxy reproduction: 1 run records (3 files new or changed)"
     assert subprocess.run(["git", "status", "--porcelain"], cwd=main, capture_output=True, text=True).stdout == ""
+
+
+def test_failed_notebook_is_named_in_the_commit(repos):
+    main, repro = repos
+    src = repro / "results" / "proxy"
+    (src / "table1.csv").parent.mkdir(parents=True)
+    (src / "table1.csv").write_text(HEADER + record(src, "camvid-stego-seed0-aaa", 20.0))
+    _notebook(src / "notebooks" / "table3_ablation.ipynb", ["completed", "failed", "pending"])
+    msg = commit_results.one_round(repro, "proxy")
+    assert msg.endswith("; FAILED: notebooks/table3_ablation.ipynb"), msg
+    assert commits(main)[0] == msg
+
+
+def test_uncommitted_reads_git_status(repos):
+    main, _ = repos
+    (main / "results" / "proxy" / "sub dir").mkdir(parents=True)
+    (main / "results" / "proxy" / "sub dir" / 'odd "name".json').write_text("{}")
+    (main / "results" / "proxy" / "a.csv").write_text("x\n")
+    subprocess.run(["git", "add", "."], cwd=main, check=True)
+    subprocess.run(["git", "commit", "-q", "-m", "add"], cwd=main, check=True)
+    assert commit_results.uncommitted("proxy") == []
+    subprocess.run(["git", "mv", "results/proxy/a.csv", "results/proxy/b.csv"], cwd=main, check=True)
+    (main / "results" / "proxy" / "sub dir" / 'odd "name".json').write_text('{"a": 1}')
+    (main / "results" / "other.txt").write_text("not this scale")
+    assert commit_results.uncommitted("proxy") == ["b.csv", 'sub dir/odd "name".json']

@@ -85,6 +85,18 @@ def test_committed_proxy_results_trace_to_their_records():
     assert trace.check(proxy) == []
 
 
+def test_committed_executed_notebooks_ran_to_the_end():
+    """An executed notebook in results/ is a finished papermill run: no cell still marked running or
+    pending (papermill saves after every cell, so a copy taken mid-run would show half a result)."""
+    notebooks = sorted((ROOT / "results").glob("*/notebooks/*.ipynb"))
+    if not notebooks:
+        pytest.skip("no executed notebooks committed under results/*/notebooks/")
+    for nb in notebooks:
+        cells = json.loads(nb.read_text())["cells"]
+        states = {(c.get("metadata", {}).get("papermill") or {}).get("status") for c in cells}
+        assert states <= {"completed", None}, (nb.relative_to(ROOT).as_posix(), states)
+
+
 # ---------------------------------------------------------------------------- the checker on a hand-built folder
 def _folder(tmp_path: Path) -> Path:
     res = tmp_path / "res"

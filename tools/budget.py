@@ -10,7 +10,9 @@ table (artefact, trainings, training hours, evaluations, evaluation hours) and s
 record), notebook overhead, and any time the machine spent on other work meanwhile.  Pauses
 written in ``reproduce_pauses.log`` beside it (lines ``<UTC time>Z SIGSTOP ...`` and
 ``<UTC time>Z SIGCONT ...``: the reproduction's kernel stopped so that a check could run alone)
-are subtracted from that rest and reported.
+are reported and subtracted once: from a record's wall time where the pause fell inside it (the
+record ran from its provenance's ``time_utc`` less ``wall_s`` to ``time_utc``), and from the wall
+time of ``make reproduce``.
 """
 from __future__ import annotations
 
@@ -23,42 +25,69 @@ ROOT = Path(__file__).resolve().parent.parent
 ORDER = ["learning_curves", "table1", "table2", "table3", "fig4", "fig5", "fig2", "fig6"]  # make reproduce
 
 
-def _wall(path: Path) -> float:
+def _utc(text: str):
+    import datetime as dt
+
+    try:
+        when = dt.datetime.fromisoformat(str(text).strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
+
+
+def pauses(results: Path) -> list[tuple]:
+    """(stop, continue) UTC times from ``reproduce_pauses.log``: each ``SIGSTOP`` line to the
+    ``SIGCONT`` line after it (other lines and unreadable times ignored; a stop without its
+    continue counts nothing)."""
+    log = Path(results) / "reproduce_pauses.log"
+    if not log.is_file():
+        return []
+    out, stopped = [], None
+    for line in log.read_text().splitlines():
+        parts = line.split()
+        if len(parts) < 2 or parts[1] not in ("SIGSTOP", "SIGCONT") or _utc(parts[0]) is None:
+            continue
+        when = _utc(parts[0])
+        if parts[1] == "SIGSTOP":
+            stopped = stopped or when
+        elif stopped is not None:
+            out.append((stopped, when))
+            stopped = None
+    return out
+
+
+def paused_s(results: Path) -> float:
+    """Total seconds the reproduction was paused (:func:`pauses`)."""
+    return sum((b - a).total_seconds() for a, b in pauses(results))
+
+
+def _running_s(path: Path, paused: list[tuple]) -> float:
+    """A record's wall time (``wall_s`` of its provenance) less the pauses inside it: the record
+    ran from ``time_utc - wall_s`` to ``time_utc`` (its provenance is stamped at the end)."""
+    import datetime as dt
+
     try:
         doc = json.loads(path.read_text())
     except (OSError, ValueError):
         return 0.0
-    return float((doc.get("provenance", doc) or {}).get("wall_s", 0.0) or 0.0)
-
-
-def paused_s(results: Path) -> float:
-    """Seconds between each ``SIGSTOP`` line of ``reproduce_pauses.log`` and the ``SIGCONT`` after it
-    (other lines ignored; a stop without its continue counts nothing)."""
-    import datetime as dt
-
-    log = Path(results) / "reproduce_pauses.log"
-    if not log.is_file():
-        return 0.0
-    total, stopped = 0.0, None
-    for line in log.read_text().splitlines():
-        parts = line.split()
-        if len(parts) < 2 or parts[1] not in ("SIGSTOP", "SIGCONT"):
-            continue
-        when = dt.datetime.fromisoformat(parts[0].replace("Z", "+00:00"))
-        if parts[1] == "SIGSTOP":
-            stopped = stopped or when
-        elif stopped is not None:
-            total += (when - stopped).total_seconds()
-            stopped = None
-    return total
+    prov = doc.get("provenance", doc) or {}
+    wall = float(prov.get("wall_s", 0.0) or 0.0)
+    end = _utc(prov.get("time_utc", ""))
+    if end is None or not paused:
+        return wall
+    start = end - dt.timedelta(seconds=wall)
+    inside = sum(max(0.0, (min(b, end) - max(a, start)).total_seconds()) for a, b in paused)
+    return max(0.0, wall - inside)
 
 
 def attribute(results: Path) -> list[dict]:
-    """One dict per artefact with a CSV: name, trainings, train_s, evals, eval_s."""
+    """One dict per artefact with a CSV: name, trainings, train_s, evals, eval_s (running time: pauses
+    inside a record are not charged to it)."""
     results = Path(results)
     names = [n for n in ORDER if (results / f"{n}.csv").is_file()]
     names += sorted(p.stem for p in results.glob("*.csv") if p.stem not in ORDER and p.stem != "claims")
     seen_runs, seen_evals, out = set(), set(), []
+    paused = pauses(results)
     for name in names:
         with open(results / f"{name}.csv", newline="") as fh:
             rows = [r for r in csv.DictReader(fh) if r.get("run")]
@@ -69,12 +98,12 @@ def attribute(results: Path) -> list[dict]:
                 seen_runs.add(r["run"])
                 if (record / "provenance.json").is_file():  # a training (a baseline has only its evaluation)
                     item["trainings"] += 1
-                    item["train_s"] += _wall(record / "provenance.json")
+                    item["train_s"] += _running_s(record / "provenance.json", paused)
             key = (r["run"], r.get("eval") or "eval.json")
             if key not in seen_evals:
                 seen_evals.add(key)
                 item["evals"] += 1
-                item["eval_s"] += _wall(record / key[1])
+                item["eval_s"] += _running_s(record / key[1], paused)
         out.append(item)
     return out
 

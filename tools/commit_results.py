@@ -12,7 +12,6 @@ being written waits for the next round).  The README's results section is refres
 from __future__ import annotations
 
 import argparse
-import shutil
 import subprocess
 import sys
 import time
@@ -23,33 +22,44 @@ MEASURE_FILE = "reproduce.json"  # tools/measure.py's record of `make reproduce`
 sys.path.insert(0, str(ROOT))
 
 
-def executing(notebook: Path) -> bool:
-    """Whether papermill is still executing this notebook (it saves the output notebook after every
-    cell: a cell marked running, or cells pending with none failed); such a copy is half a result."""
+def notebook_state(data: bytes) -> str:
+    """``executing``, ``failed`` or ``done`` for the bytes of an executed notebook.  Papermill saves
+    the output notebook after every cell: a cell marked running, or cells pending with none
+    failed, is a notebook still executing (half a result); unreadable bytes are one being written."""
     import json
 
     try:
-        cells = json.loads(notebook.read_text()).get("cells", [])
-    except (OSError, ValueError):
-        return True  # being written
+        cells = json.loads(data).get("cells", [])
+    except ValueError:
+        return "executing"
     states = {(c.get("metadata", {}).get("papermill") or {}).get("status") for c in cells}
-    return "running" in states or ("pending" in states and "failed" not in states)
+    if "running" in states or ("pending" in states and "failed" not in states):
+        return "executing"
+    return "failed" if "failed" in states else "done"
 
 
 def copy_tree(src: Path, dst: Path) -> list[str]:
-    """Copy new or changed files (no checkpoints, no locks, no notebook still executing); returns
-    their paths relative to ``src``."""
+    """Copy new or changed files (no checkpoints, locks, ``.tmp`` files of an atomic write, or
+    notebooks still executing); returns their paths relative to ``src``.  Each file is read once
+    and those bytes are what is checked and written (the writer may replace it meanwhile); a file
+    that vanishes before it is read is left for the next round."""
     copied = []
     for f in sorted(src.rglob("*")):
-        if not f.is_file() or f.suffix == ".pt" or f.name == ".lock":
+        if not f.is_file() or f.suffix in (".pt", ".tmp") or f.name == ".lock":
             continue
-        if f.suffix == ".ipynb" and executing(f):
+        try:
+            data = f.read_bytes()
+        except FileNotFoundError:
+            continue
+        if f.suffix == ".ipynb" and notebook_state(data) == "executing":
             continue
         d = dst / f.relative_to(src)
-        if d.is_file() and d.stat().st_size == f.stat().st_size and d.read_bytes() == f.read_bytes():
+        if d.is_file() and d.read_bytes() == data:
             continue
         d.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(f, d)
+        tmp = d.with_name(d.name + ".copying")
+        tmp.write_bytes(data)
+        tmp.replace(d)
         copied.append(f.relative_to(src).as_posix())
     return copied
 
@@ -73,10 +83,18 @@ def git(*args: str, check: bool = True) -> subprocess.CompletedProcess:
 
 def uncommitted(scale: str) -> list[str]:
     """Files under ``results/<scale>/`` that differ from the last commit (new ones included),
-    relative to that folder."""
-    out = git("status", "--porcelain", "--untracked-files=all", "--", f"results/{scale}").stdout
-    prefix = f"results/{scale}/"
-    return sorted(line[3:].strip('"')[len(prefix):] for line in out.splitlines() if line[3:].strip('"').startswith(prefix))
+    relative to that folder (``git status -z``: paths as they are, no quoting)."""
+    out = git("status", "--porcelain", "-z", "--untracked-files=all", "--", f"results/{scale}").stdout
+    prefix, paths = f"results/{scale}/", []
+    entries = iter(out.split("\0"))
+    for entry in entries:
+        if len(entry) < 4:
+            continue
+        if entry[0] in "RC":  # a rename or copy: its source path follows as the next entry
+            next(entries, None)
+        if entry[3:].startswith(prefix):
+            paths.append(entry[3:][len(prefix):])
+    return sorted(paths)
 
 
 def one_round(repro: Path, scale: str) -> str:
@@ -103,10 +121,14 @@ def one_round(repro: Path, scale: str) -> str:
         return ("not committed: tools/update_readme.py failed: "
                 + (readme.stderr.strip().splitlines() or ["?"])[-1])
     records = len([p for p in (dst / "runs").iterdir() if p.is_dir()]) if (dst / "runs").is_dir() else 0
-    git("add", "--", f"results/{scale}", "README.md")
     msg = f"{scale} reproduction: {records} run records ({len(copied)} files new or changed)"
+    failed = [c for c in copied if c.endswith(".ipynb") and notebook_state((dst / c).read_bytes()) == "failed"]
+    if failed:
+        msg += "; FAILED: " + ", ".join(failed)
     for attempt in range(5):  # another git command may hold the index lock for a moment
-        done = git("commit", "-q", "-m", msg, "--", f"results/{scale}", "README.md", check=False)
+        done = git("add", "--", f"results/{scale}", "README.md", check=False)
+        if done.returncode == 0:
+            done = git("commit", "-q", "-m", msg, "--", f"results/{scale}", "README.md", check=False)
         if done.returncode == 0 or "nothing to commit" in done.stdout + done.stderr:
             return msg
         time.sleep(5)
@@ -121,7 +143,11 @@ def main() -> int:
     ap.add_argument("--once", action="store_true", help="one round, then exit")
     a = ap.parse_args()
     while True:
-        print(time.strftime("%H:%M:%S"), one_round(a.repro.resolve(), a.scale), flush=True)
+        try:
+            said = one_round(a.repro.resolve(), a.scale)
+        except Exception as exc:  # a round that fails (a file moved under it, git busy) is retried next time
+            said = f"round failed, retrying in {a.every:.0f} s: {type(exc).__name__}: {exc}"
+        print(time.strftime("%H:%M:%S"), said, flush=True)
         if a.once:
             return 0
         time.sleep(a.every)
