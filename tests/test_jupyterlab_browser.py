@@ -57,11 +57,18 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _browser():
+def _need_browser() -> tuple[str, str]:
+    """Chromium and chromedriver paths, or skip (checked before anything is started)."""
     chromium = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
     driver = shutil.which("chromedriver")
     if not (chromium and driver):
         pytest.skip("Chromium and chromedriver not installed (apt-get install chromium chromium-driver)")
+    pytest.importorskip("selenium.webdriver")
+    return chromium, driver
+
+
+def _browser():
+    chromium, driver = _need_browser()
     webdriver = pytest.importorskip("selenium.webdriver")
     from selenium.webdriver.chrome.service import Service
 
@@ -140,6 +147,7 @@ def _shot(tmp_path: Path, scale: str) -> Path:
 @pytest.fixture
 def jupyterlab(executed, tmp_path):
     """JupyterLab serving the executed smoke results folder."""
+    _need_browser()
     with serve(executed.parent.parent, tmp_path) as lab:
         yield lab
 
@@ -155,6 +163,7 @@ def test_committed_proxy_fig6_shows_its_heatmap(tmp_path):
     committed = ROOT / "results" / "proxy" / "notebooks" / "fig6_mk_grid.ipynb"
     if not committed.is_file():
         pytest.skip("results/proxy/notebooks/fig6_mk_grid.ipynb is not committed yet (make reproduce-fig6 SCALE=proxy)")
+    _need_browser()
     nb = nbformat.read(committed, as_version=4)
     assert nb.metadata["papermill"]["parameters"]["scale"] == "proxy"
     assert {c.metadata.get("papermill", {}).get("status") for c in nb.cells} == {"completed"}

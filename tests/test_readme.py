@@ -47,10 +47,16 @@ def test_readme_python_example_runs():
     assert namespace["pq"].codebooks.shape == (32, 256, 32)
 
 
+def _equations(text: str) -> set[int]:
+    """The equation numbers named in ``text`` ("Eq. 2", "Eq. 1-4" -> {1, 2, 3, 4})."""
+    return {n for a, b in re.findall(r"Eq\. (\d+)(?:-(\d+))?", text) for n in range(int(a), int(b or a) + 1)}
+
+
 def test_method_table_names_real_code():
-    """Every `equss/....py` `Symbol` in the README's "The method in code" table exists, and each
-    named function or method says in its docstring (or its module's) which equation it is."""
+    """Every `equss/....py` `Symbol` in the README's "The method in code" table exists, and every
+    equation of a row is named in the docstring of one of the objects the row points to."""
     import importlib
+    import inspect
 
     text = README.read_text().split("### The method in code", 1)[1].split("\n\n", 2)[1]
     rows = [r for r in text.splitlines() if r.startswith("| ") and "`equss/" in r]
@@ -58,22 +64,24 @@ def test_method_table_names_real_code():
     checked = 0
     for row in rows:
         paper, _, where = [c.strip() for c in row.strip("|").split("|")]
+        docs = ""
         for part in where.split(";"):
             names = re.findall(r"`([^`]+)`", part)
             path, symbols = names[0], [n.rstrip("()") for n in names[1:]]
-            assert path.startswith("equss/") and path.endswith(".py"), row
+            assert path.startswith("equss/") and path.endswith(".py") and symbols, row
             module = importlib.import_module(path[:-3].replace("/", "."))
             for sym in (s for n in symbols for s in n.split(", ")):
                 obj = module
                 for attr in sym.split("."):
                     assert hasattr(obj, attr), f"{path}: no {sym} ({row})"
                     obj = getattr(obj, attr)
+                docs += (inspect.getdoc(obj) or "") + "\n"  # the object's own docstring, not its module's
                 checked += 1
-            eq = re.match(r"Eq\. (\d+)", paper)
-            if eq:  # the equation is named where the code is
-                docs = (module.__doc__ or "") + "".join(
-                    (getattr(module, s.split(".")[0]).__doc__ or "") for s in symbols)
-                n = int(eq.group(1))
-                spans = [(int(a), int(b or a)) for a, b in re.findall(r"Eq\. (\d+)(?:-(\d+))?", docs)]
-                assert any(a <= n <= b for a, b in spans), (paper, path, spans)
+        missing = _equations(paper) - _equations(docs)
+        assert not missing, f"{paper}: Eq. {sorted(missing)} not named in the docstrings of {where}"
     assert checked >= 10
+
+
+def test_equation_numbers_are_read_as_ranges():
+    assert _equations("Eq. 1-4, then Eq. 6 and Eq. 8-9") == {1, 2, 3, 4, 6, 8, 9}
+    assert _equations("no equation") == set()
