@@ -47,3 +47,31 @@ def test_results_section_carries_the_time_budget(tmp_path, monkeypatch):
     assert "**Where the time goes**" in text
     assert "| table1 | 1 | 1.00 | 1 | 0.50 | 1.50 |" in text
     assert text.index("**Table 1**") < text.index("**Where the time goes**")
+
+
+def test_status_paragraph_is_computed(tmp_path, monkeypatch):
+    import json
+
+    monkeypatch.setattr(update_readme, "RES", tmp_path)
+    for name, train_s, eval_s in (("r1", 3 * 3600, 1800), ("r2", 3600, 900)):
+        run = tmp_path / "runs" / name
+        run.mkdir(parents=True)
+        (run / "provenance.json").write_text(json.dumps({"wall_s": train_s}))
+        (run / "eval.json").write_text(json.dumps({"provenance": {"wall_s": eval_s}}))
+    (tmp_path / "fig6.csv").write_text("method,run,eval\nEQUSS,r1,eval.json\n")
+    (tmp_path / "table1.csv").write_text("method,run,eval\nEQUSS,r2,eval.json\n")
+    rep = {"git_commit": "53114b311b35", "code_fingerprint": "71e29575cf00", "finished": False, "wall_s": 6 * 3600,
+           "wall_h": 6.0, "peak_rss_mib": 2026.9, "segments": [{}, {}, {}]}
+    (tmp_path / "reproduce.json").write_text(json.dumps(rep))
+    text = update_readme.status_paragraph()
+    assert text.startswith("**Status: the proxy reproduction is in progress.**")
+    assert "(`53114b3`); so far 2 trainings and 2 evaluations are in the tables below, 6.0 h of wall time" in text
+
+    (tmp_path / "reproduce.json").write_text(json.dumps({**rep, "finished": True}))
+    (tmp_path / "reproduce_pauses.log").write_text("2026-11-29T06:00:00Z SIGSTOP\n2026-11-29T06:30:00Z SIGCONT\n")
+    text = update_readme.status_paragraph()
+    assert text.startswith("**The proxy reproduction is complete.**")
+    assert "2 trainings and 2 evaluations in 5.5 h of running time" in text  # 6 h less the 30 min pause
+    assert "over the issue's 150-minute budget: the trainings take 4.0 h and the evaluations 0.8 h" in text
+    assert "3 segments across working sessions, peak RSS 2027 MiB" in text
+    assert "The largest costs: fig6 3.5 h (1 trainings, 1 evaluations), table1 1.2 h" in text

@@ -38,6 +38,46 @@ def status() -> str:
     return line + ".*\n"
 
 
+def status_paragraph() -> str:
+    """The state of the proxy reproduction in words, computed from ``reproduce.json`` (tools/measure.py),
+    the run records and tools/budget.py's attribution: in progress, or finished with its cost and
+    what bounds it."""
+    import json
+
+    import budget  # tools/budget.py, beside this file
+
+    rep = RES / "reproduce.json"
+    doc = json.loads(rep.read_text()) if rep.exists() else {}
+    items = budget.attribute(RES) if any(RES.glob("*.csv")) else []
+    trainings, evals = sum(i["trainings"] for i in items), sum(i["evals"] for i in items)
+    commit = str(doc.get("git_commit", "?"))[:7]
+    how = ("it runs in segments across working sessions: each run's record is committed to "
+           "`results/proxy/runs/` as it finishes, the run cache resumes where a segment stopped, and "
+           "`results/proxy/reproduce.json` sums the segments' wall time")
+    if not doc.get("finished"):
+        return (f"**Status: the proxy reproduction is in progress.** `make reproduce SCALE=proxy` is "
+                f"regenerating everything from an empty cache at one commit (`{commit}`); so far "
+                f"{trainings} trainings and {evals} evaluations are in the tables below, "
+                f"{float(doc.get('wall_h', 0)):.1f} h of wall time. On this 2-core CPU the whole takes about a "
+                f"day, so {how}. A table or figure appears below when its notebook completes.")
+    paused = budget.paused_s(RES)
+    running_h = (float(doc.get("wall_s") or 3600 * float(doc.get("wall_h") or 0)) - paused) / 3600
+    top = sorted(items, key=lambda i: -(i["train_s"] + i["eval_s"]))[:3]
+    costs = ", ".join(f"{i['name']} {(i['train_s'] + i['eval_s']) / 3600:.1f} h ({i['trainings']} trainings, "
+                      f"{i['evals']} evaluations)" for i in top)
+    train_h = sum(i["train_s"] for i in items) / 3600
+    eval_h = sum(i["eval_s"] for i in items) / 3600
+    verdict = ("within the issue's 150-minute budget" if running_h <= 2.5 else
+               f"over the issue's 150-minute budget: the trainings take {train_h:.1f} h and the evaluations "
+               f"{eval_h:.1f} h of it")
+    return (f"**The proxy reproduction is complete.** `make reproduce SCALE=proxy` regenerated every table "
+            f"and figure below from an empty cache at one commit (`{commit}`, code fingerprint "
+            f"`{doc.get('code_fingerprint', '?')}`): {trainings} trainings and {evals} evaluations in "
+            f"{running_h:.1f} h of running time on this 2-core CPU, {verdict} ({len(doc.get('segments', []))} "
+            f"segments across working sessions, peak RSS {float(doc.get('peak_rss_mib', 0)):.0f} MiB). "
+            f"The largest costs: {costs} (\"Where the time goes\" below).")
+
+
 def section() -> str:
     out = [status()]
     for name, title in ORDER:
@@ -105,6 +145,7 @@ def main():
     text = readme.read_text()
     text = replace_block(text, "<!-- claims-start -->", "<!-- claims-end -->", claims())
     text = replace_block(text, "<!-- results-start -->", "<!-- results-end -->", section())
+    text = replace_block(text, "<!-- status-start -->", "<!-- status-end -->", status_paragraph())
     readme.write_text(text)
     print("updated", readme)
 
