@@ -81,3 +81,16 @@ def test_a_pause_inside_a_record_is_not_charged_twice(tmp_path):
     text = budget.report(tmp_path)
     # wall 2 h, paused 35 min; records 50 min; rest 120 - 35 - 50 = 35 min = 0.58 h
     assert "of which 0.58 h paused" in text and "the records account for 0.83 h, the rest (0.58 h)" in text
+
+
+def test_one_cached_run_filed_under_two_names_is_charged_once(tmp_path):
+    _record(tmp_path, "camvid-equss-seed0-k1", 100.0, {"eval.json": 10.0})
+    _record(tmp_path, "camvid-Q3-seed0-k1", 100.0, {"eval.json": 10.0})  # the same run's record, copied
+    _record(tmp_path, "camvid-M3-seed0-k2", 300.0, {"eval.json": 10.0})  # a different run, same eval time
+    (tmp_path / "runs" / "camvid-M3-seed0-k2" / "eval.json").write_text(
+        json.dumps({"cluster": {"mIoU": 1.0}, "provenance": {"wall_s": 10.0}}))
+    _csv(tmp_path, "table1", [("camvid-equss-seed0-k1", "eval.json")])
+    _csv(tmp_path, "table3", [("camvid-M3-seed0-k2", "eval.json"), ("camvid-Q3-seed0-k1", "eval.json")])
+    items = {i["name"]: i for i in budget.attribute(tmp_path)}
+    assert items["table1"] == {"name": "table1", "trainings": 1, "train_s": 100.0, "evals": 1, "eval_s": 10.0}
+    assert items["table3"] == {"name": "table3", "trainings": 1, "train_s": 300.0, "evals": 1, "eval_s": 10.0}

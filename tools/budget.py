@@ -4,7 +4,9 @@ Reads the run records that the tables and figures name (``runs/<run>/provenance.
 training's wall time; the ``eval`` file of each row, e.g. ``eval.json`` / ``eval_crf.json`` /
 ``baseline.json``: that evaluation's wall time) and attributes each training and each
 evaluation to the first artefact, in ``make reproduce``'s order, whose CSV names it (Fig. 4
-reuses Table 1's trainings, so it is charged only for its own analyses).  Prints a Markdown
+reuses Table 1's trainings, so it is charged only for its own analyses; a cached run filed under
+two record names, as Table 3's Q3 is Table 1's EQUSS, is one run: records are told apart by the
+bytes of their provenance / evaluation files).  Prints a Markdown
 table (artefact, trainings, training hours, evaluations, evaluation hours) and sets it beside
 ``reproduce.json``'s measured wall time: the rest is feature extraction (cached, not in any
 record), notebook overhead, and any time the machine spent on other work meanwhile.  Pauses
@@ -80,6 +82,17 @@ def _running_s(path: Path, paused: list[tuple]) -> float:
     return max(0.0, wall - inside)
 
 
+def _identity(path: Path) -> str:
+    """What makes two records one run: the bytes of the file (a cached run filed under two names,
+    e.g. Table 3's Q3 = Table 1's EQUSS, has identical provenance and evaluation files)."""
+    import hashlib
+
+    try:
+        return hashlib.sha1(path.read_bytes()).hexdigest()
+    except OSError:
+        return f"missing:{path}"
+
+
 def attribute(results: Path) -> list[dict]:
     """One dict per artefact with a CSV: name, trainings, train_s, evals, eval_s (running time: pauses
     inside a record are not charged to it)."""
@@ -94,16 +107,19 @@ def attribute(results: Path) -> list[dict]:
         item = {"name": name, "trainings": 0, "train_s": 0.0, "evals": 0, "eval_s": 0.0}
         for r in rows:
             record = results / "runs" / r["run"]
-            if r["run"] not in seen_runs:
-                seen_runs.add(r["run"])
-                if (record / "provenance.json").is_file():  # a training (a baseline has only its evaluation)
+            prov = record / "provenance.json"
+            if prov.is_file():  # a training (a baseline has only its evaluation)
+                key = _identity(prov)
+                if key not in seen_runs:
+                    seen_runs.add(key)
                     item["trainings"] += 1
-                    item["train_s"] += _running_s(record / "provenance.json", paused)
-            key = (r["run"], r.get("eval") or "eval.json")
+                    item["train_s"] += _running_s(prov, paused)
+            ev = record / (r.get("eval") or "eval.json")
+            key = _identity(ev)
             if key not in seen_evals:
                 seen_evals.add(key)
                 item["evals"] += 1
-                item["eval_s"] += _running_s(record / key[1], paused)
+                item["eval_s"] += _running_s(ev, paused)
         out.append(item)
     return out
 
