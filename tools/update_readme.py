@@ -4,7 +4,10 @@ between the ``<!-- results-start -->`` / ``<!-- results-end -->`` markers.
 Only numbers that exist in results/ (each with its provenance JSON beside it) are copied;
 the interpretation paragraph lives in README.md itself, above the markers.  The verdicts
 (results/proxy/claims.md, written by the ``claims`` notebook) go between
-``<!-- claims-start -->`` / ``<!-- claims-end -->`` at the head of the Results section.
+``<!-- claims-start -->`` / ``<!-- claims-end -->`` at the head of the Results section.  The
+state of the reproduction (in progress, or complete with its cost; computed from
+``reproduce.json``, the records and ``tools/budget.py``) goes between ``<!-- status-start -->`` /
+``<!-- status-end -->``; the time budget table closes the results block.
 """
 from pathlib import Path
 
