@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-ORDER = ["learning_curves", "table1", "table2", "table3", "fig4", "fig5", "fig2", "fig6"]  # make reproduce
+ORDER = ["learning_curves", "table1", "table2", "table3", "fig4", "fig4_distance", "fig5", "fig2", "fig6"]  # make reproduce
 
 
 def _utc(text: str):
