@@ -124,6 +124,11 @@ def attribute(results: Path) -> list[dict]:
     return out
 
 
+def wall_s(doc: dict) -> float:
+    """``reproduce.json``'s wall time in seconds (``wall_h`` where ``wall_s`` is absent)."""
+    return float(doc.get("wall_s") or 3600 * float(doc.get("wall_h") or 0.0))
+
+
 def report(results) -> str:
     results = Path(results)
     items = attribute(results)
@@ -139,7 +144,7 @@ def report(results) -> str:
     rep = results / "reproduce.json"
     if rep.is_file():
         doc = json.loads(rep.read_text())
-        doc["wall_s"] = float(doc.get("wall_s") or 3600 * float(doc.get("wall_h") or 0.0))
+        doc["wall_s"] = wall_s(doc)
         state = "finished" if doc.get("finished") else "not finished"
         lines.append("")
         paused = paused_s(results)

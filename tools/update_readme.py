@@ -64,7 +64,7 @@ def status_paragraph() -> str:
                 f"{float(doc.get('wall_h', 0)):.1f} h of wall time. On this 2-core CPU the whole takes about a "
                 f"day, so {how}. A table or figure appears below when its notebook completes.")
     paused = budget.paused_s(RES)
-    running_h = (float(doc.get("wall_s") or 3600 * float(doc.get("wall_h") or 0)) - paused) / 3600
+    running_h = (budget.wall_s(doc) - paused) / 3600
     top = sorted(items, key=lambda i: -(i["train_s"] + i["eval_s"]))[:3]
     costs = ", ".join(f"{i['name']} {(i['train_s'] + i['eval_s']) / 3600:.1f} h ({i['trainings']} trainings, "
                       f"{i['evals']} evaluations)" for i in top)
