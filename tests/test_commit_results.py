@@ -144,3 +144,5 @@ def test_uncommitted_reads_git_status(repos):
     (main / "results" / "proxy" / "sub dir" / 'odd "name".json').write_text('{"a": 1}')
     (main / "results" / "other.txt").write_text("not this scale")
     assert commit_results.uncommitted("proxy") == ["b.csv", 'sub dir/odd "name".json']
+    (main / "results" / "proxy" / "c.csv.copying").write_text("half")  # a round that crashed before its rename
+    assert commit_results.uncommitted("proxy") == ["b.csv", 'sub dir/odd "name".json']

@@ -38,6 +38,9 @@ def notebook_state(data: bytes) -> str:
     return "failed" if "failed" in states else "done"
 
 
+COPYING = ".copying"  # copy_tree's temporary name before the rename; left behind only by a crash
+
+
 def copy_tree(src: Path, dst: Path) -> list[str]:
     """Copy new or changed files (no checkpoints, locks, ``.tmp`` files of an atomic write, or
     notebooks still executing); returns their paths relative to ``src``.  Each file is read once
@@ -57,7 +60,7 @@ def copy_tree(src: Path, dst: Path) -> list[str]:
         if d.is_file() and d.read_bytes() == data:
             continue
         d.parent.mkdir(parents=True, exist_ok=True)
-        tmp = d.with_name(d.name + ".copying")
+        tmp = d.with_name(d.name + COPYING)
         tmp.write_bytes(data)
         tmp.replace(d)
         copied.append(f.relative_to(src).as_posix())
@@ -83,7 +86,8 @@ def git(*args: str, check: bool = True) -> subprocess.CompletedProcess:
 
 def uncommitted(scale: str) -> list[str]:
     """Files under ``results/<scale>/`` that differ from the last commit (new ones included),
-    relative to that folder (``git status -z``: paths as they are, no quoting)."""
+    relative to that folder (``git status -z``: paths as they are, no quoting); a ``.copying``
+    file that a crashed round left between write and rename is never among them."""
     out = git("status", "--porcelain", "-z", "--untracked-files=all", "--", f"results/{scale}").stdout
     prefix, paths = f"results/{scale}/", []
     entries = iter(out.split("\0"))
@@ -92,7 +96,7 @@ def uncommitted(scale: str) -> list[str]:
             continue
         if entry[0] in "RC":  # a rename or copy: its source path follows as the next entry
             next(entries, None)
-        if entry[3:].startswith(prefix):
+        if entry[3:].startswith(prefix) and not entry.endswith(COPYING):
             paths.append(entry[3:][len(prefix):])
     return sorted(paths)
 
