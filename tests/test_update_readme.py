@@ -16,11 +16,12 @@ def test_verdict_summary_counts_and_names_each_verdict(tmp_path):
         w.writerow(["claim", "source", "test", "estimate", "low", "high", "verdict", "n", "note"])
         w.writerows([(c, s, "welch", 1.0, 0.5, 1.5, v, "3", "") for c, s, v in rows])
     text = update_readme.verdict_summary(tmp_path / "claims.csv")
-    assert text.startswith("On the proxy, of 4 claims tested: ")
-    assert "**2 holds**: EQUSS > STEGO (unsup. mIoU) (Table 1); M>1 beats M=1 (Fig. 6)" in text
-    assert "**1 contradicted**: EQUSS > STEGO (linear mIoU) (Table 1)" in text
-    assert "**1 inconclusive**: Q3 best (Table 3)" in text
-    assert text.index("holds") < text.index("contradicted") < text.index("inconclusive")
+    assert text.startswith("On the proxy, of 4 claims tested:\n\n")
+    assert "- **2 hold**: EQUSS > STEGO (unsup. mIoU) (Table 1); M>1 beats M=1 (Fig. 6)" in text
+    assert "- **1 contradicted**: EQUSS > STEGO (linear mIoU) (Table 1)" in text
+    assert "- **1 inconclusive** (" in text and text.endswith("Table 3: 1)")
+    assert text.index("hold") < text.index("contradicted") < text.index("inconclusive")
+    assert "Q3 best" not in text  # the inconclusive ones are counted, the table names them
 
 
 def test_claims_block_leads_with_the_summary(tmp_path, monkeypatch):
@@ -30,7 +31,7 @@ def test_claims_block_leads_with_the_summary(tmp_path, monkeypatch):
     with open(tmp_path / "claims.csv", "w", newline="") as fh:
         fh.write("claim,source,verdict\nQ3 best,Table 3,holds\n")
     block = update_readme.claims()
-    assert block.startswith("On the proxy, of 1 claims tested: **1 holds**: Q3 best (Table 3).")
+    assert block.startswith("On the proxy, of 1 claims tested:\n\n- **1 holds**: Q3 best (Table 3)\n")
     assert block.rstrip().endswith("| Q3 best | **holds** |")
 
 

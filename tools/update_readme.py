@@ -109,22 +109,32 @@ def section() -> str:
 
 
 def verdict_summary(csv_path: Path) -> str:
-    """One plain paragraph from claims.csv: how many claims hold, are contradicted, stay inconclusive,
-    and which (computed from the verdicts; nothing typed)."""
+    """A plain summary of claims.csv (computed from the verdicts; nothing typed): one bullet per
+    verdict with its count; the claims that hold and those contradicted are named, the inconclusive
+    ones are counted per table or figure (the table below names each)."""
     import csv
 
     with open(csv_path, newline="") as fh:
         rows = list(csv.DictReader(fh))
-    groups: dict[str, list[str]] = {}
+    groups: dict[str, list[dict]] = {}
     for r in rows:
-        groups.setdefault(r["verdict"], []).append(f"{r['claim']} ({r['source']})")
-    parts = []
-    for verdict in ("holds", "contradicted", "inconclusive"):
-        names = groups.pop(verdict, [])
-        if names:
-            parts.append(f"**{len(names)} {verdict}**: " + "; ".join(names))
-    parts += [f"**{len(v)} {k}**: " + "; ".join(v) for k, v in groups.items()]
-    return f"On the proxy, of {len(rows)} claims tested: " + ". ".join(parts) + "."
+        groups.setdefault(r["verdict"], []).append(r)
+    label = {"holds": ("holds", "hold")}
+    lines = []
+    for verdict in ["holds", "contradicted", "inconclusive"] + sorted(set(groups) - {"holds", "contradicted", "inconclusive"}):
+        members = groups.get(verdict, [])
+        if not members:
+            continue
+        word = label.get(verdict, (verdict, verdict))[len(members) > 1]
+        if verdict == "inconclusive":
+            where: dict[str, int] = {}
+            for r in members:
+                where[r["source"]] = where.get(r["source"], 0) + 1
+            body = "the 95 % interval includes zero at these seeds; " + ", ".join(f"{src}: {n}" for src, n in where.items())
+            lines.append(f"- **{len(members)} {word}** ({body})")
+        else:
+            lines.append(f"- **{len(members)} {word}**: " + "; ".join(f"{r['claim']} ({r['source']})" for r in members))
+    return f"On the proxy, of {len(rows)} claims tested:\n\n" + "\n".join(lines)
 
 
 def claims() -> str:
