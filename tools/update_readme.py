@@ -24,6 +24,8 @@ def status() -> str:
     """How far the proxy reproduction is: run records, their commit, the measured wall time so far."""
     import json
 
+    import budget  # tools/budget.py, beside this file
+
     recs = sorted((RES / "runs").glob("*/")) if (RES / "runs").is_dir() else []
     commits = set()
     for r in recs:
@@ -36,7 +38,7 @@ def status() -> str:
     rep = RES / "reproduce.json"
     if rep.exists():
         doc = json.loads(rep.read_text())
-        line += (f"; `make reproduce` so far: {doc['wall_h']:.1f} h in {len(doc.get('segments', []))} segment(s), "
+        line += (f"; `make reproduce` so far: {budget.wall_s(doc) / 3600:.1f} h in {len(doc.get('segments', []))} segment(s), "
                  f"{'finished' if doc.get('finished') else 'not finished'}, peak RSS {doc['peak_rss_mib']:.0f} MiB")
     return line + ".*\n"
 
@@ -61,7 +63,7 @@ def status_paragraph() -> str:
         return (f"**Status: the proxy reproduction is in progress.** `make reproduce SCALE=proxy` is "
                 f"regenerating everything from an empty cache at one commit (`{commit}`); so far "
                 f"{trainings} trainings and {evals} evaluations are in the tables below, "
-                f"{float(doc.get('wall_h', 0)):.1f} h of wall time. On this 2-core CPU the whole takes about a "
+                f"{budget.wall_s(doc) / 3600:.1f} h of wall time. On this 2-core CPU the whole takes about a "
                 f"day, so {how}. A table or figure appears below when its notebook completes.")
     paused = budget.paused_s(RES)
     running_h = (budget.wall_s(doc) - paused) / 3600
@@ -113,27 +115,26 @@ def verdict_summary(csv_path: Path) -> str:
     verdict with its count; the claims that hold and those contradicted are named, the inconclusive
     ones are counted per table or figure (the table below names each)."""
     import csv
+    from collections import Counter
 
     with open(csv_path, newline="") as fh:
         rows = list(csv.DictReader(fh))
     groups: dict[str, list[dict]] = {}
     for r in rows:
         groups.setdefault(r["verdict"], []).append(r)
-    label = {"holds": ("holds", "hold")}
+    known = ("holds", "contradicted", "inconclusive")
     lines = []
-    for verdict in ["holds", "contradicted", "inconclusive"] + sorted(set(groups) - {"holds", "contradicted", "inconclusive"}):
+    for verdict in (*known, *sorted(set(groups) - set(known))):
         members = groups.get(verdict, [])
         if not members:
             continue
-        word = label.get(verdict, (verdict, verdict))[len(members) > 1]
+        head = f"- **{len(members)} {'hold' if verdict == 'holds' and len(members) > 1 else verdict}**"
         if verdict == "inconclusive":
-            where: dict[str, int] = {}
-            for r in members:
-                where[r["source"]] = where.get(r["source"], 0) + 1
-            body = "the 95 % interval includes zero at these seeds; " + ", ".join(f"{src}: {n}" for src, n in where.items())
-            lines.append(f"- **{len(members)} {word}** ({body})")
+            where = Counter(r["source"] for r in members)
+            lines.append(f"{head} (the 95 % interval includes zero at these seeds; "
+                         + ", ".join(f"{src}: {n}" for src, n in where.items()) + ")")
         else:
-            lines.append(f"- **{len(members)} {word}**: " + "; ".join(f"{r['claim']} ({r['source']})" for r in members))
+            lines.append(f"{head}: " + "; ".join(f"{r['claim']} ({r['source']})" for r in members))
     return f"On the proxy, of {len(rows)} claims tested:\n\n" + "\n".join(lines)
 
 
