@@ -16,6 +16,10 @@ import importlib
 import sys
 
 from equss.errors import EqussError
+from equss.safeio import TRUST_FLAG, trust_pickle
+
+TRUST_HELP = ("load checkpoint / weights files that need full unpickling (this runs code stored in the file: "
+              "only for files from a source you trust); without it such files are refused")
 
 # module -> subcommands it registers (imported lazily so `equss --help` is fast)
 SUBCOMMAND_MODULES = [
@@ -40,9 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in SUBCOMMAND_MODULES:
         importlib.import_module(name).register(sub)
+    parser.add_argument(TRUST_FLAG, dest="trust_pickle", action="store_true", help=TRUST_HELP)
     for p in set(sub.choices.values()):  # `equss train --debug ...` as well as `equss --debug train`
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                        help="show full tracebacks on errors")
+        p.add_argument(TRUST_FLAG, dest="trust_pickle", action="store_true", default=argparse.SUPPRESS,
+                       help=TRUST_HELP)
     return parser
 
 
@@ -56,8 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # for "resume with: equss ..." hints
     if not getattr(args, "func", None):
-        parser.print_help()
-        return 1
+        parser.print_help(sys.stderr)
+        _print_error("give a subcommand (listed above), e.g. `equss train --help`")
+        return 2
+    trust_pickle(bool(getattr(args, "trust_pickle", False)))
     try:
         code = args.func(args)
     except EqussError as exc:

@@ -169,6 +169,16 @@ SECTIONS = {"model": ModelConfig, "loss": LossConfig, "data": DataConfig, "train
 # ``fnmatch`` patterns on ``section.key``; the first matching rule applies.  A rule is a
 # bound string (``">=1"``, ``">0"``, ``"[0,1)"``), a tuple of allowed values, or a regular
 # expression (``re.Pattern``); an optional third item explains the bound.
+# Upper bounds on sizes that can exhaust memory before anything useful happens (a typo such as
+# train.batch_size=1000000000 would otherwise allocate for minutes, ignoring Ctrl-C, until the OOM
+# killer ends it).  The paper trains at 224 px with batches of 16-32 and evaluates at 320 px; the
+# bounds leave ample room above that.  MAX_BATCH_PIXELS bounds a batch's images x resolution^2
+# (32 x 1024^2: a ViT-S/14 batch of that size needs ~10 GB for its activations alone).
+MAX_RESOLUTION = 1024
+MAX_BATCH = 1024
+MAX_BATCH_PIXELS = 32 * 1024 * 1024
+MEMORY_NOTE = "a bound against exhausting memory"
+
 RULES: list[tuple] = [
     ("model.head_dim", ">=1"), ("model.num_codebooks", ">=1"), ("model.codebook_size", ">=1"),
     ("model.dropout", "[0,1)"), ("model.extra_clusters", ">=0"),
@@ -176,13 +186,15 @@ RULES: list[tuple] = [
     ("model.pq_normalize", ("l2", "none")),
     ("*_weight", ">=0"),
     ("loss.feature_samples", ">=1"), ("loss.neg_samples", ">=0"),
-    ("data.resolution", ">=1"), ("data.eval_resolution", ">=1"), ("data.num_neighbors", ">=1"),
+    ("data.resolution", f"[1,{MAX_RESOLUTION}]", MEMORY_NOTE), ("data.eval_resolution", f"[1,{MAX_RESOLUTION}]", MEMORY_NOTE),
+    ("data.num_neighbors", ">=1"),
     ("data.knn_k", ">=2"), ("data.probe_label_size", ">=0"), ("data.max_images", ">=0"),
     ("data.*_split", re.compile(r"\S+"), "a split name"), ("data.dataset", re.compile(r"\S+"), "a dataset name"),
     ("train.steps", ">=1"),
-    ("train.batch_size", ">=2", "negative pairs need another image in the batch"),
+    ("train.batch_size", f"[2,{MAX_BATCH}]", "negative pairs need another image in the batch; " + MEMORY_NOTE),
     ("train.epochs", ">=0", "0 = use train.steps"),
-    ("train.lr", ">0"), ("train.probe_lr", ">0"), ("train.clip_grad", ">=0", "0 = no clipping"), ("train.seed", ">=0"),
+    ("train.lr", ">0"), ("train.probe_lr", ">0"), ("train.clip_grad", ">=0", "0 = no clipping"),
+    ("train.seed", f"[0,{2**32 - 1}]", "numpy's seeds are 32-bit"),
     ("train.val_every", ">=0", "0 = no validation"), ("train.ckpt_every", ">=1"), ("train.log_every", ">=1"),
     ("train.num_workers", ">=0"), ("train.input_path", ("auto", "cache", "online")),
     ("train.device", re.compile(r"auto|cpu|cuda(:\d+)?"), "auto, cpu, cuda or cuda:N"),
@@ -367,6 +379,8 @@ def load_config(preset: str | None = None, scale: str | None = None, file: str |
     cfg.scale = scale
     if file:
         path = Path(file)
+        if path.is_dir():
+            raise EqussError(f"config file {file!r} is a folder; pass a YAML file (e.g. RUN/config.yaml)")
         if not path.is_file():
             raise EqussError(f"config file {file!r} not found")
         try:
@@ -450,6 +464,12 @@ def validate(cfg: Config) -> None:
         m, d = cfg.model, cfg.data
         if m.pq and m.head_dim % m.num_codebooks:
             errors.append(f"model.head_dim (d_E={m.head_dim}) must be divisible by model.num_codebooks (M={m.num_codebooks})")
+        t = cfg.train
+        if t.batch_size * max(d.resolution, d.eval_resolution) ** 2 > MAX_BATCH_PIXELS:
+            side = max(d.resolution, d.eval_resolution)
+            errors.append(f"train.batch_size x resolution^2 = {t.batch_size} x {side}^2 exceeds {MAX_BATCH_PIXELS:,} "
+                          f"pixels per batch ({MEMORY_NOTE}); use at most {max(2, MAX_BATCH_PIXELS // side ** 2)} "
+                          f"images per batch at {side} px")
         if d.num_neighbors > d.knn_k - 1:
             errors.append(f"data.num_neighbors ({d.num_neighbors}) must be < data.knn_k ({d.knn_k}): "
                           "positives are drawn from kNN ranks 1..num_neighbors")

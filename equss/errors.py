@@ -4,7 +4,7 @@ Every problem a user can cause (bad path, missing data, wrong name, stale cache)
 raised as :class:`EqussError` with a one-line message that names the problem and the
 fix (several problems found together, e.g. by config validation: one line each).  The
 CLI prints it without a traceback (unless ``--debug``) and exits with ``exit_code``
-(2 by default).
+(2 by default; 1 for :class:`SystemProblem`).
 """
 
 
@@ -12,6 +12,13 @@ class EqussError(Exception):
     """A user-facing error with a one-line message naming the problem and the fix."""
 
     exit_code = 2
+
+
+class SystemProblem(EqussError):
+    """The operating system refused (disk full, folder not writable): one line, exit 1, like an
+    ``OSError`` that reaches the CLI."""
+
+    exit_code = 1
 
 
 class Interrupted(EqussError):

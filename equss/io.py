@@ -1,7 +1,8 @@
 """Small file helpers used everywhere: atomic JSON writes and tolerant JSON reads.
 
 A JSON file is written to ``NAME.tmp``, flushed and fsynced, then renamed over ``NAME``, so
-a reader sees the old file or the new one, never half of one.  Non-finite floats are
+a reader sees the old file or the new one, never half of one; no symbolic link is followed
+(:mod:`equss.safeio`).  Non-finite floats are
 written as ``null`` (JSON has no NaN); numpy scalars/arrays, tensors and paths are
 converted.
 """
@@ -12,6 +13,8 @@ import math
 import os
 from pathlib import Path
 from typing import Any
+
+from equss.safeio import write_atomic
 
 
 def _default(obj):
@@ -44,17 +47,8 @@ def write_json(path: str | os.PathLike, data: Any, sort_keys: bool = False) -> P
     """Write ``data`` as JSON atomically (temp file, fsync, rename); returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, "w") as fh:
-            fh.write(json.dumps(_finite(data), indent=2, sort_keys=sort_keys, default=_default,
-                                allow_nan=False) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    text = json.dumps(_finite(data), indent=2, sort_keys=sort_keys, default=_default, allow_nan=False) + "\n"
+    write_atomic(path, lambda fh: fh.write(text))
     return path
 
 

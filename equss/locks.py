@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import errno
 import fcntl
 import os
 import socket
 import sys
 from pathlib import Path
 
-from equss.errors import EqussError
+from equss.errors import EqussError, SystemProblem
 
 LOCK_NAME = ".lock"
 _held: dict[str, list] = {}  # resolved lock path -> [file object, depth]
@@ -48,9 +49,15 @@ def acquire(folder: str | os.PathLike, wait: bool = False, what: str = "run fold
         if key in _held:
             _held[key][1] += 1
             return key
-        fh = open(path, "a+")  # never truncate: the file names the current holder
+        # never truncate before the lock is ours (the file names the current holder); never follow a
+        # symbolic link planted as .lock (the file it points to would be overwritten)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        fh = os.fdopen(fd, "r+")
     except OSError as exc:
-        raise EqussError(f"cannot create or lock {what} {str(folder)!r} ({exc.strerror or exc}); "
+        if exc.errno == errno.ELOOP:
+            raise EqussError(f"{str(path)!r} is a symbolic link; equss never writes through a link in a {what} "
+                             "(remove it, then run again)") from None
+        raise SystemProblem(f"cannot create or lock {what} {str(folder)!r} ({exc.strerror or exc}); "
                          "pick a writable folder") from None
     try:
         fcntl.flock(fh, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))

@@ -90,7 +90,7 @@ def provenance(**extra) -> dict:
         "time_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "host_platform": platform.platform(),
         "python": platform.python_version(),
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),  # a plain str: TorchVersion is not plain data in a checkpoint
         "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
     }

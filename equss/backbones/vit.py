@@ -30,6 +30,7 @@ whether that encoder was fine-tuned is unknown).
 """
 from __future__ import annotations
 
+import argparse
 import hashlib
 import math
 import os
@@ -41,6 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from equss.errors import EqussError
+from equss.safeio import torch_load
 from equss.data.base import IMAGENET_MEAN, IMAGENET_STD
 
 
@@ -116,20 +118,17 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     (``head.*``) are dropped by :func:`load_backbone`.
     """
     path = Path(path).expanduser()
-    if not path.is_file():
+    if not path.is_file() and not path.is_dir():
         raise EqussError(f"weights file {str(path)!r} does not exist; pass --weights PATH to an existing file")
-    if path.suffix == ".safetensors":
+    if path.suffix == ".safetensors" and path.is_file():
         from safetensors.torch import load_file
 
-        obj = load_file(str(path))
-    else:
         try:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception:
-            try:  # DINO checkpoints pickle an argparse.Namespace ("args"); the user chose this file
-                obj = torch.load(path, map_location="cpu", weights_only=False)
-            except Exception as exc:
-                raise EqussError(f"cannot read weights file {str(path)!r} ({type(exc).__name__}: {exc})") from None
+            obj = load_file(str(path))
+        except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types
+            raise EqussError(f"cannot read weights file {str(path)!r} ({type(exc).__name__}); use another file") from None
+    else:  # no code runs: DINO training checkpoints pickle their argparse.Namespace ("args"), allowed here
+        obj = torch_load(path, "weights file", allow=[argparse.Namespace])
     if not isinstance(obj, dict):
         raise EqussError(f"weights file {str(path)!r} does not hold a state dict")
     for key in ("teacher", "student", "model", "state_dict"):

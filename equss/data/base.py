@@ -28,9 +28,11 @@ to ``R`` as above (STEGO's ``loader_crop_type: center``).
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -112,6 +114,15 @@ def to_rgb8(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
+@contextlib.contextmanager
+def _bomb_is_error():
+    """Pillow only warns between ``Image.MAX_IMAGE_PIXELS`` and twice that (and errors above): here
+    both are an error, so an image above the limit is never decoded (a 100 Mpx PNG is ~300 MB of RGB)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        yield
+
+
 def open_image(path: str | os.PathLike, what: str = "image") -> Image.Image:
     """Open and fully decode an image file; a missing or broken file is an EqussError."""
     path = str(path)
@@ -119,9 +130,10 @@ def open_image(path: str | os.PathLike, what: str = "image") -> Image.Image:
         raise EqussError(f"{what} file {path} is missing; re-download or re-prepare the dataset "
                          "(equss prepare DATASET) or remove it from the split list")
     try:
-        img = Image.open(path)
-        img.load()
-    except Image.DecompressionBombError as exc:
+        with _bomb_is_error():
+            img = Image.open(path)
+            img.load()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise EqussError(f"{what} file {path} is too large to decode safely ({str(exc).split(',')[0]}: "
                          "Pillow's decompression-bomb limit); downscale it or cut it into tiles") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
@@ -138,9 +150,10 @@ def image_size(path: str | os.PathLike, what: str = "image") -> tuple[int, int]:
         raise EqussError(f"{what} file {path} is missing; re-download or re-prepare the dataset "
                          "(equss prepare DATASET)")
     try:
-        with Image.open(path) as img:
-            return img.size
-    except Image.DecompressionBombError as exc:
+        with _bomb_is_error():
+            with Image.open(path) as img:
+                return img.size
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise EqussError(f"{what} file {path} is too large to decode safely ({str(exc).split(',')[0]}: "
                          "Pillow's decompression-bomb limit); downscale it or cut it into tiles") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:

@@ -45,7 +45,7 @@ import numpy as np
 import torch
 
 from equss import __version__
-from equss.errors import EqussError
+from equss.errors import EqussError, SystemProblem
 from equss.io import read_json, write_json
 from equss.paths import cache_dir
 
@@ -247,7 +247,7 @@ def _preflight(path: Path, nbytes: int) -> None:
     would otherwise die with SIGBUS)."""
     free = shutil.disk_usage(path).free
     if nbytes > free:
-        raise EqussError(f"the feature cache needs {human_size(nbytes)} but only {human_size(free)} is free on the disk "
+        raise SystemProblem(f"the feature cache needs {human_size(nbytes)} but only {human_size(free)} is free on the disk "
                          f"of {path}; free space or set EQUSS_CACHE to a folder on a larger disk")
 
 
@@ -297,7 +297,7 @@ def get_or_build_features(backbone, dataset, batch_size: int = 8, num_workers: i
         return _get_or_build(backbone, dataset, key, path, n, sources, args, batch_size, num_workers,
                              device, rebuild, normalize, progress)
     except OSError as exc:
-        raise EqussError(f"cannot write the feature cache {path} ({exc.strerror or exc}); free disk space, or set "
+        raise SystemProblem(f"cannot write the feature cache {path} ({exc.strerror or exc}); free disk space, or set "
                          "EQUSS_CACHE to a writable folder on a disk with room") from None
 
 

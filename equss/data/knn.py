@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from equss import __version__
-from equss.errors import EqussError
+from equss.errors import EqussError, SystemProblem
 from equss.data.features import FeatureCache, get_or_build_features, pooled_features
 from equss.io import read_json, write_json
 from equss.paths import cache_dir
@@ -176,6 +176,8 @@ def _problem(cache: FeatureCache, k: int, root=None) -> tuple[np.ndarray | None,
         return None, f"damaged ({type(exc).__name__})"
     if nns.shape != (len(cache), k):
         return None, f"damaged (shape {nns.shape})"
+    if not np.issubdtype(nns.dtype, np.integer) or (nns.size and (nns.min() < 0 or nns.max() >= len(cache))):
+        return None, f"damaged (image indices outside 0..{len(cache) - 1})"
     return nns, ""
 
 
@@ -238,6 +240,6 @@ def get_or_build_knn(source, dataset=None, k: int = DEFAULT_K, chunk: int = 1024
         write_json(meta_path, meta, sort_keys=True)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
-        raise EqussError(f"cannot write the kNN file {path} ({exc.strerror or exc}); free disk space, or set "
+        raise SystemProblem(f"cannot write the kNN file {path} ({exc.strerror or exc}); free disk space, or set "
                          "EQUSS_CACHE to a writable folder on a disk with room") from None
     return nns

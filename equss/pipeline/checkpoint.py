@@ -10,53 +10,62 @@ import numpy as np
 import torch
 
 from equss.config import Config, config_from_dict
-from equss.errors import EqussError
+from equss.errors import EqussError, SystemProblem
 from equss.model import EQUSS
+from equss.safeio import checkpoint_types, torch_load, write_atomic
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict) -> Path:
-    """``torch.save`` to a temp file, fsync, then rename: a checkpoint is never half-written.
+    """``torch.save`` to a temp file (created exclusively, no symbolic link followed), fsync,
+    then rename: a checkpoint is never half-written (:func:`equss.safeio.write_atomic`).
 
     When the write fails (disk full, folder not writable) the temp file is removed, the
     previous checkpoint at ``path`` is left as it was, and one :class:`EqussError` line says so.
     """
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as fh:
-            torch.save(state, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        write_atomic(path, lambda fh: torch.save(state, fh), binary=True)
+    except EqussError:
+        raise
     except Exception as exc:  # noqa: BLE001 - OSError, or torch's RuntimeError wrapping one
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError:
-            pass
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0][:200]
         kept = f"; the previous {path.name} is intact" if path.is_file() else ""
-        raise EqussError(f"cannot write checkpoint {path} ({reason}){kept}; free disk space or use another --out, "
-                         "then resume with --resume") from None
+        last = path.with_name("last.pt")
+        then = ("then continue with --resume (from " + str(last) + ")") if last.is_file() else "then run again"
+        raise SystemProblem(f"cannot write checkpoint {path} ({reason}){kept}; free disk space or use another --out, "
+                         f"{then}") from None
     return path
 
 
+# What model_from_checkpoint needs (written by every `equss train` since version 1).
+REQUIRED_KEYS = ("model", "config", "in_dim", "n_classes")
+
+
 def load_checkpoint(path: str | os.PathLike) -> dict:
+    """An equss checkpoint, read without running code (:func:`equss.safeio.torch_load`: tensors,
+    plain data and numpy's RNG state only; anything else needs ``--trust-pickle``), with the
+    entries :func:`model_from_checkpoint` needs checked."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists() and not path.is_symlink():
         raise EqussError(f"checkpoint {str(path)!r} not found; train one with `equss train` or pass the right --checkpoint")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure means a corrupt file
-        raise EqussError(f"checkpoint {str(path)!r} is corrupt or not an equss checkpoint ({type(exc).__name__}); retrain or use another file") from None
+    state = torch_load(path, "checkpoint", allow=checkpoint_types())
     if not isinstance(state, dict) or "model" not in state or "config" not in state:
         raise EqussError(f"checkpoint {str(path)!r} is not an equss checkpoint (no model/config entries)")
+    missing = [k for k in REQUIRED_KEYS if k not in state]
+    if missing:
+        raise EqussError(f"checkpoint {str(path)!r} lacks {', '.join(missing)}: it was not written by `equss train`; "
+                         "use a checkpoint from `equss train`")
     return state
 
 
 def model_from_checkpoint(state: dict, device="cpu") -> tuple[EQUSS, Config]:
-    cfg = config_from_dict(state["config"])
-    model = EQUSS(cfg, state["in_dim"], state["n_classes"])
+    try:
+        cfg = config_from_dict(state["config"])
+        model = EQUSS(cfg, int(state["in_dim"]), int(state["n_classes"]))
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise EqussError(f"checkpoint config does not describe a model ({type(exc).__name__}: {exc}); "
+                         "use a checkpoint from `equss train`") from None
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as exc:

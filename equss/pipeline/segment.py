@@ -125,8 +125,9 @@ def check_resolution(value, patch_size: int | None = None, what: str = "--resolu
     return r
 
 
-def load_assignment(source, n_clusters: int) -> list[int]:
-    """Cluster -> class list from a list/dict or an ``eval.json`` file (``cluster.assignment``)."""
+def load_assignment(source, n_clusters: int, n_classes: int | None = None) -> list[int]:
+    """Cluster -> class list from a list/dict or an ``eval.json`` file (``cluster.assignment``);
+    every entry a class id below ``n_classes`` or -1 (unmatched)."""
     origin = "checkpoint"
     if isinstance(source, (str, os.PathLike)):
         origin = str(source)
@@ -150,6 +151,10 @@ def load_assignment(source, n_clusters: int) -> list[int]:
     if len(out) != n_clusters:
         raise EqussError(f"assignment from {origin} has {len(out)} entries but the model has {n_clusters} clusters; "
                          "use the eval.json of this checkpoint")
+    bad = [v for v in out if v < -1 or (n_classes is not None and v >= n_classes)]
+    if bad:
+        raise EqussError(f"assignment from {origin} maps clusters to class ids {sorted(set(bad))[:5]} outside "
+                         f"-1..{(n_classes or 0) - 1}; use the eval.json of this checkpoint")
     return out
 
 
@@ -367,9 +372,9 @@ def segment_paths(inputs: str | os.PathLike, checkpoint: str | os.PathLike, out:
     assign = None
     if probe == "cluster":
         if assignment is not None:
-            assign = load_assignment(assignment, n_clusters)
+            assign = load_assignment(assignment, n_clusters, n_classes)
         elif state.get("assignment") is not None:
-            assign = load_assignment(state["assignment"], n_clusters)
+            assign = load_assignment(state["assignment"], n_clusters, n_classes)
     classes = probe == "linear" or assign is not None
     R = resolution or cfg.data.eval_resolution
     backbone = make_backbone(cfg, device=dev)

@@ -10,14 +10,19 @@ Run folder (``--out``): ``config.yaml``, ``log.jsonl`` (one line per logged step
 validation), ``last.pt`` (every ``ckpt_every`` steps, at the end and on SIGINT/SIGTERM),
 ``best.pt`` (best validation cluster mIoU: model selection as the official train.py), ``step_<N>.pt``
 (every validation, with ``train.keep_checkpoints``),
-``provenance.json`` (written only when training finished).  ``--resume`` continues from
+``provenance.json`` (written only when training finished; its ``wall_s`` sums every segment of a
+run that was stopped and resumed).  ``--resume`` continues from
 ``last.pt`` exactly: the RNG states and the batch generator are in the checkpoint, so a
 killed and resumed run ends with the same weights as an uninterrupted one (``log.jsonl``
-is cut back to the checkpoint's step, so no row appears twice).
+is cut back to the checkpoint's step, so no row appears twice).  ``--resume`` on a finished run
+says so and changes nothing.  Every checkpoint carries the cluster -> class assignment of the
+last validation (also after a resume), so ``equss segment`` maps clusters to classes.
 
 The run folder is locked while a run trains into it (:mod:`equss.locks`): a second
 training into the same ``--out`` stops at once naming the holder.  A folder that already
-holds a run is continued only with ``--resume`` and replaced only with ``--overwrite``.
+holds a run is continued only with ``--resume`` and replaced only with ``--overwrite`` (which
+first removes every file the previous run wrote).  No file of the run folder is written through
+a symbolic link (:mod:`equss.safeio`).
 SIGINT / SIGTERM finish the current step, write ``last.pt`` and stop with exit code
 130 / 143 ("interrupted at step N; resume with ...").
 
@@ -50,11 +55,14 @@ from equss.model import EQUSS
 from equss.pipeline.args import add_config_args, config_from_args
 from equss.pipeline.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from equss.device import device_description
-from equss.io import write_json
+from equss.io import read_json, write_json
 from equss.provenance import provenance
+from equss.safeio import open_for_write, write_atomic
 
 CKPT_VERSION = 1
 RUN_FILES = ("config.yaml", "log.jsonl", "last.pt", "best.pt", "provenance.json")
+# what a previous run may also have left in its folder: removed by --overwrite
+RUN_PATTERNS = ("step_*.pt", "*.tmp", "events.out.tfevents.*")
 
 
 def seed_everything(seed: int) -> None:
@@ -88,9 +96,11 @@ class Trainer:
         self.rank, self.world, local_rank = dist_info()
         created = not self.out.exists()
         self._lock = locks.acquire(self.out) if self.rank == 0 else None
+        self.finished = None  # the provenance of a finished run that --resume found
         try:
             self._check_run_folder(resume)
-            self._init(cfg, resume, local_rank)
+            if self.finished is None:
+                self._init(cfg, resume, local_rank)
         except BaseException:
             self.close()
             if created and self.rank == 0:  # a run that never started leaves no folder behind
@@ -105,6 +115,13 @@ class Trainer:
         if self.rank != 0:
             return
         present = [f for f in RUN_FILES if (self.out / f).exists()]
+        done = read_json(self.out / "provenance.json") if resume else None
+        if isinstance(done, dict):
+            if done.get("config_key") not in (None, self.cfg.key()):
+                raise EqussError(f"{self.out} holds a finished run of another config (key {done.get('config_key')} != "
+                                 f"{self.cfg.key()}); use another --out or the same config")
+            self.finished = done
+            return
         if resume and not (self.out / "last.pt").is_file():
             if present:
                 raise EqussError(f"--resume given but {self.out} has no last.pt (the run stopped before its first "
@@ -142,6 +159,7 @@ class Trainer:
         self.step = 0
         self.best = {"cluster_mIoU": -1.0, "step": -1}
         self.val_assignment = None  # cluster -> class map of the last validation (for `equss segment`)
+        self.wall_before, self.segments, self._t0 = 0.0, 1, None  # wall time of earlier segments (resume)
         seed_everything(cfg.train.seed)
         self._setup_data()
         # seed again: building caches or converting weights may have drawn random numbers,
@@ -220,6 +238,8 @@ class Trainer:
             "n_classes": self.n_classes,
             "class_names": list(self.train_set.class_names),
             "assignment": self.val_assignment,
+            "wall_s": self.wall_s(),
+            "segments": self.segments,
             "rng": rng_state(),
             "batches": self.source.state_dict(),
             "provenance": provenance(device=device_description(self.device), input_path=self.input_path,
@@ -234,8 +254,15 @@ class Trainer:
             o.load_state_dict(state["optimizers"][k])
         self.scaler.load_state_dict(state["scaler"])
         self.step, self.best = state["step"], state["best"]
+        self.val_assignment = state.get("assignment")
+        self.wall_before = float(state.get("wall_s", 0.0))
+        self.segments = int(state.get("segments", 1)) + 1
         set_rng_state(state["rng"])
         self.source.load_state_dict(state["batches"])
+
+    def wall_s(self) -> float:
+        """Seconds of training over all segments so far (earlier ones from the checkpoint)."""
+        return self.wall_before + (time.time() - self._t0 if self._t0 is not None else 0.0)
 
     def save(self, name: str = "last.pt"):
         if self.rank == 0:
@@ -253,6 +280,11 @@ class Trainer:
             losses = self.loss_fn(batch.feats, batch.feats_pos, batch.labels)
         total = losses["total"]
         if not torch.isfinite(total):
+            if not (torch.isfinite(batch.feats).all() and torch.isfinite(batch.feats_pos).all()):
+                where = getattr(getattr(self.source, "cache", None), "path", None)
+                raise EqussError(f"the input features of step {self.step} hold NaN or infinite values: "
+                                 + (f"the feature cache {str(where)!r} is damaged; rebuild it with `equss features ... "
+                                    "--rebuild` (or delete the folder)" if where else "check the backbone weights"))
             raise FloatingPointError(f"loss is {total.item()} at step {self.step}")
         self.scaler.scale(total).backward()
         self.scaler.unscale_(self.optimizers["model"])  # only the model's: the probes are not clipped
@@ -285,7 +317,7 @@ class Trainer:
 
     def log(self, record: dict):
         if self.rank == 0:
-            with open(self.out / "log.jsonl", "a") as fh:
+            with open_for_write(self.out / "log.jsonl", append=True) as fh:
                 fh.write(json.dumps(record) + "\n")
 
     def _trim_log(self):
@@ -302,31 +334,36 @@ class Trainer:
                 continue
             if isinstance(row, dict) and row.get("step", 0) <= self.step:
                 keep.append(line)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text("".join(ln + "\n" for ln in keep))
-        os.replace(tmp, path)
+        write_atomic(path, lambda fh: fh.write("".join(ln + "\n" for ln in keep)))
 
     # -- the loop
     def fit(self) -> dict:
         """Train to ``train.steps``; returns a summary.  Raises :class:`equss.errors.Interrupted`
         (after writing ``last.pt``) when SIGINT/SIGTERM stopped it."""
         try:
+            if self.finished is not None:
+                return self._finished_summary()
             return self._fit()
         finally:
             self.close()
+
+    def _finished_summary(self) -> dict:
+        done = self.finished
+        return {"steps": done.get("steps"), "already_finished": True, "best": done.get("best", {}),
+                "last": done.get("last", {}), "wall_s": done.get("wall_s", 0.0)}
 
     def _fit(self) -> dict:
         cfg, tc = self.cfg, self.cfg.train
         if self.rank == 0:
             self.out.mkdir(parents=True, exist_ok=True)
             if self.overwrite:
-                for name in RUN_FILES:
-                    (self.out / name).unlink(missing_ok=True)
+                self._clear_previous_run()
             if self.step > 0:
                 self._trim_log()
-            (self.out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+            text = yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+            write_atomic(self.out / "config.yaml", lambda fh: fh.write(text))
         handlers = self._install_signal_handlers()
-        t0 = time.time()
+        self._t0 = time.time()
         bar = progress_bar(total=self.total_steps, initial=self.step, desc=f"train {cfg.name}", disable=not (self.progress and self.rank == 0),
                    dynamic_ncols=True)
         last = {}
@@ -340,11 +377,14 @@ class Trainer:
                                      f"(the last checkpoint is {self.out / 'last.pt'})") from None
                 except FloatingPointError as exc:
                     self.log({"step": self.step, "error": str(exc)})
-                    raise EqussError(f"{exc}; stopped, the last good checkpoint is {self.out / 'last.pt'} (try a lower train.lr or other loss shifts)") from None
+                    last_pt = self.out / "last.pt"
+                    kept = (f"the last good checkpoint is {last_pt}" if last_pt.is_file()
+                            else "no checkpoint was written yet")
+                    raise EqussError(f"{exc}; stopped, {kept} (try a lower train.lr or other loss shifts)") from None
                 bar.update(1)
                 bar.set_postfix(loss=f"{last['total']:.4f}", corr=f"{last['corr']:.4f}")
                 if self.step % tc.log_every == 0 or self.step == self.total_steps:
-                    self.log({"step": self.step, "time": round(time.time() - t0, 3), **last})
+                    self.log({"step": self.step, "time": round(self.wall_s(), 3), **last})
                 if tc.val_every and (self.step % tc.val_every == 0 or self.step == self.total_steps) and self.val_cache is not None:
                     val = self.validate()
                     improved = val["cluster_mIoU"] >= self.best["cluster_mIoU"]
@@ -370,7 +410,7 @@ class Trainer:
         if not (self.out / "best.pt").exists() and self.rank == 0:
             self.save("best.pt")  # no validation: the last weights are the selection
         summary = {"steps": self.step, "stopped_early": self.stop_requested, "best": self.best,
-                   "last": last, "wall_s": round(time.time() - t0, 2)}
+                   "last": last, "wall_s": round(self.wall_s(), 2), "segments": self.segments}
         if self.rank == 0:
             write_json(self.out / "provenance.json", provenance(
                 config=cfg.to_dict(), config_key=cfg.key(), scale=cfg.scale, dataset=cfg.data.dataset,
@@ -379,6 +419,15 @@ class Trainer:
                 seed=cfg.train.seed, total_steps=self.total_steps,
                 device=device_description(self.device), world_size=self.world, **summary))
         return summary
+
+    def _clear_previous_run(self):
+        """--overwrite: remove every file the previous run wrote (also its kept ``step_*.pt``)."""
+        for name in RUN_FILES:
+            (self.out / name).unlink(missing_ok=True)
+        for pattern in RUN_PATTERNS:
+            for path in self.out.glob(pattern):
+                if path.is_file() or path.is_symlink():
+                    path.unlink()
 
     def _install_signal_handlers(self):
         def handler(signum, frame):  # finish the current step, checkpoint, then stop
@@ -446,6 +495,9 @@ def _cmd_train(args):
             argv.append("--resume")
         command = "equss " + shlex.join(argv) if argv else "the same command and --resume"
         raise Interrupted(str(exc).replace("the same command and --resume", command), exc.signum) from None
+    if summary.get("already_finished"):
+        print(f"equss: {out} holds a finished run ({summary['steps']} steps); nothing to resume, nothing changed")
+        return 0
     best = summary["best"]
     print(f"done: {summary['steps']} steps in {summary['wall_s']:.0f}s; best val cluster mIoU "
           f"{best.get('cluster_mIoU', float('nan')):.2f} at step {best.get('step')}; checkpoints in {out}")
