@@ -59,6 +59,13 @@ def _print_error(message: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    finally:
+        trust_pickle(False)
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # for "resume with: equss ..." hints
@@ -66,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         _print_error("give a subcommand (listed above), e.g. `equss train --help`")
         return 2
-    trust_pickle(bool(getattr(args, "trust_pickle", False)))
+    trust_pickle(bool(getattr(args, "trust_pickle", False)))  # for this command only (reset below)
     try:
         code = args.func(args)
     except EqussError as exc:

@@ -392,6 +392,9 @@ def _get_or_build(backbone, dataset, key, path: Path, n: int, sources, args, bat
                 if labels.size and (labels.min() < lab_info.min or labels.max() > lab_info.max):
                     raise EqussError(f"labels out of the {lab_dtype.name} range near image {done}; "
                                      "the dataset's n_classes attribute is wrong")
+                if not np.isfinite(feats).all():
+                    raise EqussError(f"the backbone gave NaN or infinite features near image {done}; check its "
+                                     "weights (train.weights / --weights) and the input images")
                 b = feats.shape[0]
                 feats_mm[done:done + b] = feats
                 labels_mm[done:done + b] = labels.astype(lab_dtype)
