@@ -87,23 +87,30 @@ def test_rounds(repos):
     assert len(commits(main)) == 4
 
 
-def _notebook(path: Path, states: list[str]) -> None:
+def _notebook(path: Path, states: list[str], stamp: str | None = None) -> None:
+    """An executed notebook with these papermill cell states; ``stamp``: the runner's final status."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"equss": {"status": stamp}} if stamp else {}
     path.write_text(json.dumps({"cells": [{"cell_type": "code", "metadata": {"papermill": {"status": st}}}
-                                          for st in states], "metadata": {}, "nbformat": 4}))
+                                          for st in states], "metadata": meta, "nbformat": 4}))
 
 
 def test_notebook_still_executing_is_not_copied(tmp_path):
     src, dst = tmp_path / "src", tmp_path / "dst"
-    _notebook(src / "notebooks" / "done.ipynb", ["completed", "completed"])
+    _notebook(src / "notebooks" / "done.ipynb", ["completed", "completed"], stamp="finished")
     _notebook(src / "notebooks" / "running.ipynb", ["completed", "running", "pending"])
     _notebook(src / "notebooks" / "queued.ipynb", ["pending", "pending"])
-    _notebook(src / "notebooks" / "failed.ipynb", ["completed", "failed", "pending"])  # kept: shows the error
+    _notebook(src / "notebooks" / "failed.ipynb", ["completed", "failed", "pending"])
+    # an interrupted run papermill saved with every cell "completed": the runner's stamp tells
+    _notebook(src / "notebooks" / "interrupted.ipynb", ["completed", "completed"], stamp="interrupted")
+    _notebook(src / "notebooks" / "unchecked.ipynb", ["completed", "completed"])  # not stamped by the runner
     (src / "notebooks" / "torn.ipynb").write_text('{"cells": [')  # being written
     (src / "reproduce.json.tmp").write_text("{")  # an atomic write in flight
-    assert commit_results.copy_tree(src, dst) == ["notebooks/done.ipynb", "notebooks/failed.ipynb"]
-    assert sorted(p.name for p in dst.rglob("*")) == ["done.ipynb", "failed.ipynb", "notebooks"]
-    _notebook(src / "notebooks" / "running.ipynb", ["completed", "completed", "completed"])
+    assert commit_results.copy_tree(src, dst) == ["notebooks/done.ipynb"]
+    assert sorted(p.name for p in dst.rglob("*")) == ["done.ipynb", "notebooks"]
+    assert commit_results.unfinished(src) == ["notebooks/failed.ipynb (failed)",
+                                              "notebooks/interrupted.ipynb (interrupted)"]
+    _notebook(src / "notebooks" / "running.ipynb", ["completed", "completed", "completed"], stamp="finished")
     assert commit_results.copy_tree(src, dst) == ["notebooks/running.ipynb"]
 
 
@@ -128,7 +135,7 @@ def test_failed_notebook_is_named_in_the_commit(repos):
     (src / "table1.csv").write_text(HEADER + record(src, "camvid-stego-seed0-aaa", 20.0))
     _notebook(src / "notebooks" / "table3_ablation.ipynb", ["completed", "failed", "pending"])
     msg = commit_results.one_round(repro, "proxy")
-    assert msg.endswith("; FAILED: notebooks/table3_ablation.ipynb"), msg
+    assert msg.endswith("; NOT COMMITTED: notebooks/table3_ablation.ipynb (failed)"), msg
     assert commits(main)[0] == msg
 
 

@@ -23,27 +23,25 @@ sys.path.insert(0, str(ROOT))
 
 
 def notebook_state(data: bytes) -> str:
-    """``executing``, ``failed`` or ``done`` for the bytes of an executed notebook.  Papermill saves
-    the output notebook after every cell: a cell marked running, or cells pending with none
-    failed, is a notebook still executing (half a result); unreadable bytes are one being written."""
+    """:func:`equss.paper.notebooks.run_state` of an executed notebook's bytes (``finished``,
+    ``failed``, ``interrupted``, ``executing``, ``unstamped``); unreadable bytes are one being written."""
     import json
 
+    from equss.paper.notebooks import run_state
+
     try:
-        cells = json.loads(data).get("cells", [])
+        return run_state(json.loads(data))
     except ValueError:
         return "executing"
-    states = {(c.get("metadata", {}).get("papermill") or {}).get("status") for c in cells}
-    if "running" in states or ("pending" in states and "failed" not in states):
-        return "executing"
-    return "failed" if "failed" in states else "done"
 
 
 COPYING = ".copying"  # copy_tree's temporary name before the rename; left behind only by a crash
 
 
 def copy_tree(src: Path, dst: Path) -> list[str]:
-    """Copy new or changed files (no checkpoints, locks, ``.tmp`` files of an atomic write, or
-    notebooks still executing); returns their paths relative to ``src``.  Each file is read once
+    """Copy new or changed files (no checkpoints, locks, ``.tmp`` files of an atomic write, and of
+    the executed notebooks only those the runner stamped finished: never one still executing, failed
+    or interrupted); returns their paths relative to ``src``.  Each file is read once
     and those bytes are what is checked and written (the writer may replace it meanwhile); a file
     that vanishes before it is read is left for the next round."""
     copied = []
@@ -54,7 +52,7 @@ def copy_tree(src: Path, dst: Path) -> list[str]:
             data = f.read_bytes()
         except FileNotFoundError:
             continue
-        if f.suffix == ".ipynb" and notebook_state(data) == "executing":
+        if f.suffix == ".ipynb" and notebook_state(data) != "finished":
             continue
         d = dst / f.relative_to(src)
         if d.is_file() and d.read_bytes() == data:
@@ -65,6 +63,19 @@ def copy_tree(src: Path, dst: Path) -> list[str]:
         tmp.replace(d)
         copied.append(f.relative_to(src).as_posix())
     return copied
+
+
+def unfinished(src: Path) -> list[str]:
+    """The executed notebooks in ``src`` that failed or were interrupted, as ``path (state)``."""
+    out = []
+    for f in sorted(src.rglob("*.ipynb")):
+        try:
+            state = notebook_state(f.read_bytes())
+        except OSError:
+            continue
+        if state in ("failed", "interrupted"):
+            out.append(f"{f.relative_to(src).as_posix()} ({state})")
+    return out
 
 
 def heartbeat_only(copied: list[str], dst: Path) -> bool:
@@ -107,7 +118,7 @@ def one_round(repro: Path, scale: str) -> str:
     src, dst = repro / "results" / scale, ROOT / "results" / scale
     if not src.is_dir():
         return f"nothing yet in {src}"
-    problems = trace.check(src)
+    problems = trace.check_numbers(src)
     if problems:
         return f"waiting: {len(problems)} traceability problem(s) in the reproduction's folder, e.g. {problems[0]}"
     copy_tree(src, dst)
@@ -116,7 +127,7 @@ def one_round(repro: Path, scale: str) -> str:
         return "no new results"
     if heartbeat_only(copied, dst):
         return f"no new results (only {MEASURE_FILE}'s running wall time; committed with the next results)"
-    problems = trace.check(dst)
+    problems = trace.check_numbers(dst)
     if problems:
         return f"not committed: {problems[0]}"
     readme = subprocess.run([sys.executable, str(ROOT / "tools" / "update_readme.py")], cwd=ROOT,
@@ -126,9 +137,9 @@ def one_round(repro: Path, scale: str) -> str:
                 + (readme.stderr.strip().splitlines() or ["?"])[-1])
     records = len([p for p in (dst / "runs").iterdir() if p.is_dir()]) if (dst / "runs").is_dir() else 0
     msg = f"{scale} reproduction: {records} run records ({len(copied)} files new or changed)"
-    failed = [c for c in copied if c.endswith(".ipynb") and notebook_state((dst / c).read_bytes()) == "failed"]
+    failed = unfinished(src)
     if failed:
-        msg += "; FAILED: " + ", ".join(failed)
+        msg += "; NOT COMMITTED: " + ", ".join(failed)
     for attempt in range(5):  # another git command may hold the index lock for a moment
         done = git("add", "--", f"results/{scale}", "README.md", check=False)
         if done.returncode == 0:

@@ -9,6 +9,13 @@ Progress: the notebook's bars write concise lines to a progress log
 (:mod:`equss.progress`), which this runner prints on the terminal above papermill's
 per-cell bar, so the executed notebook keeps no progress output.
 
+A run that fails (a cell raises) or is interrupted (Ctrl-C, SIGTERM) is recorded in the executed
+notebook's metadata (``metadata.equss``: status ``failed`` / ``interrupted``, the error, commit and
+code fingerprint), ends with one line and a non-zero exit (1, or 130 / 143 for a signal), and is
+never counted as finished: :func:`run_state` says ``finished`` only for a notebook this runner
+stamped so after checking every cell ran without error (``tools/commit_results.py`` and the
+traceability test read it).  ``--set`` overrides are checked before any kernel starts.
+
 Data: at smoke and proxy scale the notebooks need CamVid.  With no data root given (the
 default ``./data``) and no ``./data/CamVid``, CamVid is downloaded there first (progress
 bar, checksum); otherwise, or offline, one line says how to point at existing data.
@@ -16,7 +23,9 @@ bar, checksum); otherwise, or offline, one line says how to point at existing da
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import signal
 import sys
 import tempfile
 import threading
@@ -83,6 +92,70 @@ class _ProgressEcho(threading.Thread):
         self.join()
 
 
+class NotebookFailed(Exception):
+    """A notebook run that did not finish: its executed copy is stamped failed / interrupted."""
+
+    def __init__(self, message: str, exit_code: int = 1):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def run_state(nb: dict) -> str:
+    """What an executed notebook is: ``finished`` (stamped by this runner after every cell ran
+    without error), ``failed`` / ``interrupted`` (stamped, or an error output / failed cell),
+    ``executing`` (cells running or pending: papermill saves after every cell), or ``unstamped``
+    (every cell completed without error, but not run by this version of the runner)."""
+    stamp = (nb.get("metadata") or {}).get("equss") or {}
+    if stamp.get("status") in ("failed", "interrupted"):
+        return stamp["status"]
+    problem = _cell_problem(nb)
+    if problem:
+        return "executing" if problem.startswith("cell still") else "failed"
+    return "finished" if stamp.get("status") == "finished" else "unstamped"
+
+
+def _cell_problem(nb: dict) -> str | None:
+    """The first cell that failed, raised, or did not run; None when every cell completed cleanly."""
+    if ((nb.get("metadata") or {}).get("papermill") or {}).get("exception"):
+        return "papermill recorded an exception"
+    for i, cell in enumerate(nb.get("cells", [])):
+        state = ((cell.get("metadata") or {}).get("papermill") or {}).get("status")
+        errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+        if errors:
+            return f"cell {i} raised {errors[0].get('ename')}: {str(errors[0].get('evalue'))[:200]}"
+        if state == "failed":
+            return f"cell {i} failed"
+        if state in ("running", "pending"):
+            return f"cell still {state} (cell {i})"
+    return None
+
+
+def _stamp(dst: Path, status: str, error: str | None) -> None:
+    """Record the outcome in the executed notebook's metadata (``metadata.equss``)."""
+    from equss.provenance import provenance
+    from equss.safeio import write_atomic
+
+    try:
+        nb = json.loads(dst.read_text())
+    except (OSError, ValueError):
+        return  # papermill never wrote it: nothing to mark
+    prov = provenance()
+    nb.setdefault("metadata", {})["equss"] = {
+        "status": status, "error": error, "git_commit": prov.get("git_commit"),
+        "code_fingerprint": prov.get("code_fingerprint"), "time": prov.get("time")}
+    text = json.dumps(nb, indent=1, ensure_ascii=False) + "\n"
+    write_atomic(dst, lambda fh: fh.write(text))
+
+
+def check_overrides(overrides: list[str], scale: str) -> None:
+    """``--set`` values checked against the configuration's fields and ranges before any kernel
+    starts (one EqussError line per problem, not a papermill traceback per notebook)."""
+    from equss.config import load_config
+
+    if overrides:
+        load_config(None, scale, overrides=list(overrides))
+
+
 def execute(name: str, scale: str = "proxy", results: str | None = None, data_root: str | None = None,
             device: str = "auto", extra: dict | None = None, progress: bool = True) -> Path:
     import papermill as pm
@@ -109,13 +182,27 @@ def execute(name: str, scale: str = "proxy", results: str | None = None, data_ro
     echo = _ProgressEcho(log)
     if progress:
         echo.start()
+    status, error, code = "finished", None, 1
+    old_term = _sigterm_as_interrupt()
     try:
         pm.execute_notebook(str(src), str(dst), parameters=params, cwd=str(NOTEBOOK_DIR), kernel_name="python3",
                             progress_bar={"desc": f"{name} (cells)", "unit": "cell"} if progress else False,
                             # the kernel's own log ("running over TCP without encryption", "KeyboardInterrupt
                             # caught in kernel" at shutdown) is noise here; errors in cells still stop the run
                             extra_arguments=["--IPKernelApp.log_level=CRITICAL"])
+    except _Terminated:
+        status, error, code = "interrupted", "stopped by SIGTERM", 128 + signal.SIGTERM
+    except KeyboardInterrupt:
+        status, error, code = "interrupted", "stopped by Ctrl-C (SIGINT)", 128 + signal.SIGINT
+    except Exception as exc:  # noqa: BLE001 - papermill's execution error, a dead kernel, ...
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])
+        error = f"{getattr(exc, 'ename', type(exc).__name__)}: {getattr(exc, 'evalue', first[-1])}"[:300]
+        status = "failed"
     finally:
+        try:
+            signal.signal(signal.SIGTERM, old_term)
+        except ValueError:  # not the main thread
+            pass
         if progress:
             echo.stop()
         if old is None:
@@ -123,7 +210,32 @@ def execute(name: str, scale: str = "proxy", results: str | None = None, data_ro
         else:
             os.environ[progress_mod.LOG_ENV] = old
         log.unlink(missing_ok=True)
+    if status == "finished":  # papermill said done: check every cell anyway (a swallowed interrupt)
+        try:
+            problem = _cell_problem(json.loads(dst.read_text()))
+        except (OSError, ValueError) as exc:
+            problem = f"executed notebook unreadable ({type(exc).__name__})"
+        if problem:
+            status, error = "failed", problem
+    _stamp(dst, status, error)
+    if status != "finished":
+        raise NotebookFailed(f"notebook {name} {status} ({error}); {dst} is marked {status} and counts as "
+                             "not run; fix the cause and run it again", code)
     return dst
+
+
+class _Terminated(BaseException):
+    pass
+
+
+def _sigterm_as_interrupt():
+    """SIGTERM stops the run like Ctrl-C (and is recorded): returns the previous handler."""
+    def handler(signum, frame):
+        raise _Terminated()
+    try:
+        return signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread
+        return signal.getsignal(signal.SIGTERM)
 
 
 def main(argv=None) -> int:
@@ -141,14 +253,19 @@ def main(argv=None) -> int:
     p.add_argument("--no-progress", action="store_true", help="no progress lines on the terminal")
     args = p.parse_args(argv)
     try:
+        check_overrides(args.set, args.scale)
         extra = {"overrides": list(args.set)} if args.set else {}
         if args.seeds:
             extra["seeds"] = list(args.seeds)
         dst = execute(args.name, args.scale, args.results, args.data_root, args.device, extra=extra,
                       progress=not args.no_progress)
     except EqussError as exc:
-        print(f"equss: error: {exc}", file=sys.stderr)
+        for line in str(exc).splitlines():
+            print(f"equss: error: {line}", file=sys.stderr)
         return 2
+    except NotebookFailed as exc:
+        print(f"equss: error: {exc}", file=sys.stderr)
+        return exc.exit_code
     print(f"equss: wrote {dst}")
     return 0
 
