@@ -16,7 +16,14 @@
 # %% [markdown]
 # # The paper's claims, decided by the measurements
 #
-# Reads the per-seed CSVs the other notebooks wrote into the results folder and decides each claim with `equss.paper.claims` (Welch's 95 % interval over seeds for comparisons and contrasts, Fisher-z for the correlation, the OLS slope's t interval for trends): **holds** (interval above zero), **contradicted** (below), **inconclusive** (contains zero, or too few seeds). Writes `claims.md` (copied into the README by `tools/update_readme.py`) and `claims.csv`. Run it last (`make reproduce` does).
+# Reads the per-seed tables the other notebooks wrote into the results folder, the run records' configs and their evaluation files, and decides each claim with `equss.paper.claims` (its docstring gives every choice). In short:
+#
+# * **The unit of replication is a training run.** Classes, grid cells and images are aggregated within a run first. Arms whose seed-s runs share the batches and kNN positives (checked from the record configs: the same `train.seed`, dataset, batch size, backbone, kNN settings) are compared **paired by seed**; Table 3's five arms by a **mixed model** (arm fixed, seed random); arms without a shared batch stream (the raw-backbone baseline) by **Welch**. The `test` column says which and why.
+# * **One family, Holm-Bonferroni.** `p` is the raw p-value, `p (Holm)` the one adjusted over every claim in the table; the verdict uses the adjusted one: **holds** / **contradicted** (adjusted p < 0.05, estimate with / against the claimed sign), **equivalent** (a "does not fall" claim shown within its stated margin by TOST), **inconclusive** (no evidence either way at these runs, which is not evidence of no effect). The interval is the unadjusted 95 % one (90 % for TOST).
+# * **The paper's metric**: Table 3 on linear probing first (unsupervised as a secondary row), Fig. 4c on per-class accuracy (from each run's matched confusion matrix) with Spearman's rho and a leave-one-class-out check, Fig. 4a with both entropies divided by their maximum.
+# * **Power**: the power at the runs it had to see the paper's own effect, the minimum detectable effect (MDE) at 80 % power, and the seeds per arm needed for the paper's effect, at the family's level (0.05 / number of claims).
+#
+# No image-level bootstrap interval: the run records keep no per-image confusion matrices. Writes `claims.csv` (every column, full precision) and `claims.md` (copied into the README by `tools/update_readme.py`). Run it last (`make reproduce` does); it trains nothing.
 
 # %% tags=["parameters"]
 # Parameters (papermill overrides these; defaults are the CI smoke settings)
@@ -28,7 +35,8 @@ seeds = None           # unused here: the tables carry their seeds
 overrides = []         # unused here
 
 # %%
-import pandas as pd
+from collections import Counter
+
 from equss import paper as ex
 from equss.paper import claims
 out, cfg = ex.setup(scale, results_dir, data_root, device, overrides)
@@ -38,4 +46,18 @@ print("reading", out, "| tables:", ", ".join(tables) or "none")
 # %%
 verdicts = claims.paper_claims(tables)
 claims.write(verdicts, out)
-pd.DataFrame([v.row() for v in verdicts])[["claim", "source", "verdict", "estimate", "low", "high", "n", "note"]]
+counts = Counter(v.verdict for v in verdicts)
+print(f"{len(verdicts)} claims, {sum(v.p == v.p for v in verdicts)} with a test (the Holm family);",
+      ", ".join(f"{counts[k]} {k}" for k in claims.VERDICTS))
+
+# %% [markdown]
+# The table for a reviewer: the verdict (coloured), the estimate in the claim's orientation (A - B for "A > B"; a slope or rho where the claim is a trend or a correlation) with its interval, the adjusted p, the replication units, the power to see the paper's effect and the MDE at the family's level, the seeds per arm needed for the paper's effect, the test and what each arm ran.
+
+# %%
+claims.styled(verdicts)
+
+# %% [markdown]
+# Every column as written to `claims.csv` (raw and adjusted p, power at the family's level and for the claim alone, the paper's effect used):
+
+# %%
+claims.frame(verdicts)

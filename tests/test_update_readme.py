@@ -24,6 +24,32 @@ def test_verdict_summary_counts_and_names_each_verdict(tmp_path):
     assert "Q3 best" not in text  # the inconclusive ones are counted, the table names them
 
 
+def test_verdict_summary_of_the_holm_family(tmp_path):
+    """claims.csv as equss.paper.claims writes it: metric, p_holm and power columns, an equivalent verdict."""
+    from equss.paper.claims import Verdict
+
+    rows = [("EQUSS > STEGO", "Table 1", "linear mIoU", "contradicted", 0.95),
+            ("EQUSS > STEGO", "Table 1", "unsup. mIoU", "inconclusive", 0.14),
+            ("does not fall", "Fig. 2", "slope", "equivalent", ""),
+            ("fewer bits", "Fig. 4a", "fraction", "holds", ""),
+            ("Q3 best", "Table 3", "linear mIoU", "inconclusive", 0.5)]
+    with open(tmp_path / "claims.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(Verdict.COLUMNS))
+        w.writeheader()
+        for c, s, m, v, pw in rows:
+            w.writerow({"claim": c, "source": s, "metric": m, "verdict": v, "power": pw, "p": 0.01, "p_holm": 0.2})
+    text = update_readme.verdict_summary(tmp_path / "claims.csv")
+    assert text.startswith("On the proxy, of 5 claims tested (one Holm-Bonferroni family; a verdict needs the "
+                           "adjusted p below 0.05):\n\n")
+    assert "- **1 holds**: fewer bits, fraction (Fig. 4a)" in text
+    assert "- **1 equivalent**: does not fall, slope (Fig. 2)" in text
+    assert "- **1 contradicted**: EQUSS > STEGO, linear mIoU (Table 1)" in text
+    assert "- **2 inconclusive** (not significant after the correction at these runs: no evidence either way; " \
+           "Table 1: 1, Table 3: 1)" in text
+    assert "- **power**: for 2 of the 3 claims with a stated effect (the paper's own, or the equivalence margin)" in text
+    assert text.index("holds") < text.index("equivalent") < text.index("contradicted") < text.index("inconclusive")
+
+
 def test_claims_block_leads_with_the_summary(tmp_path, monkeypatch):
     monkeypatch.setattr(update_readme, "RES", tmp_path)
     assert update_readme.claims() == update_readme.CLAIMS_NOTE  # nothing decided yet

@@ -112,9 +112,12 @@ def section() -> str:
 
 def verdict_summary(csv_path: Path) -> str:
     """A plain summary of claims.csv (computed from the verdicts; nothing typed): one bullet per
-    verdict with its count; the claims that hold and those contradicted are named, the inconclusive
-    ones are counted per table or figure (the table below names each)."""
+    verdict with its count; the claims that hold, are equivalent or are contradicted are named, the
+    inconclusive ones are counted per table or figure (the table below names each); when the CSV has
+    the power columns, one bullet counts the claims whose power to see the stated effect (the
+    paper's own, or an equivalence margin) is below 80 % at these runs."""
     import csv
+    import math
     from collections import Counter
 
     with open(csv_path, newline="") as fh:
@@ -122,20 +125,38 @@ def verdict_summary(csv_path: Path) -> str:
     groups: dict[str, list[dict]] = {}
     for r in rows:
         groups.setdefault(r["verdict"], []).append(r)
-    known = ("holds", "contradicted", "inconclusive")
+    known = ("holds", "equivalent", "contradicted", "inconclusive")
     lines = []
     for verdict in (*known, *sorted(set(groups) - set(known))):
         members = groups.get(verdict, [])
         if not members:
             continue
         head = f"- **{len(members)} {'hold' if verdict == 'holds' and len(members) > 1 else verdict}**"
+        name = lambda r: f"{r['claim']}" + (f", {r['metric']}" if r.get("metric") else "") + f" ({r['source']})"  # noqa: E731
         if verdict == "inconclusive":
             where = Counter(r["source"] for r in members)
-            lines.append(f"{head} (the 95 % interval includes zero at these seeds; "
-                         + ", ".join(f"{src}: {n}" for src, n in where.items()) + ")")
+            why = ("not significant after the correction at these runs: no evidence either way"
+                   if "p_holm" in members[0] else "the 95 % interval includes zero at these seeds")
+            lines.append(f"{head} ({why}; " + ", ".join(f"{src}: {n}" for src, n in where.items()) + ")")
         else:
-            lines.append(f"{head}: " + "; ".join(f"{r['claim']} ({r['source']})" for r in members))
-    return f"On the proxy, of {len(rows)} claims tested:\n\n" + "\n".join(lines)
+            lines.append(f"{head}: " + "; ".join(name(r) for r in members))
+    if rows and "power" in rows[0]:
+        def num(v):
+            try:
+                return float(v)
+            except (TypeError, ValueError):
+                return math.nan
+
+        powered = [num(r["power"]) for r in rows if math.isfinite(num(r["power"]))]
+        if powered:
+            low = sum(p < 0.8 for p in powered)
+            lines.append(f"- **power**: for {low} of the {len(powered)} claims with a stated effect (the paper's own, "
+                         "or the equivalence margin), these runs had less than 80 % power to detect it at the "
+                         "family's level (power, MDE and seeds needed in the table below)")
+    family = ("one Holm-Bonferroni family; a verdict needs the adjusted p below 0.05"
+              if rows and "p_holm" in rows[0] else "")
+    return (f"On the proxy, of {len(rows)} claims tested" + (f" ({family})" if family else "") + ":\n\n"
+            + "\n".join(lines))
 
 
 def claims() -> str:
@@ -145,8 +166,9 @@ def claims() -> str:
     if not md.exists():
         return CLAIMS_NOTE
     head = verdict_summary(RES / "claims.csv") + "\n\n" if (RES / "claims.csv").exists() else ""
-    return (head + "Computed from the per-seed tables by the `claims` notebook "
-            "([claims.csv](results/proxy/claims.csv)):\n\n" + md.read_text().strip())
+    return (head + "Computed from the run records and per-seed tables by the `claims` notebook "
+            "([claims.csv](results/proxy/claims.csv), every column; "
+            "[executed notebook](results/proxy/notebooks/claims.ipynb), coloured):\n\n" + md.read_text().strip())
 
 
 def replace_block(text: str, start: str, end: str, body: str) -> str:

@@ -725,7 +725,7 @@ class _Configs:
                     ref = key
                 elif key != ref:
                     return False, f"seed {s}: the arms' batch settings differ"
-        return True, "seed s shares batches and positives across arms"
+        return True, "the arms share each seed's batches and positives"
 
     def recipe(self, arms: Mapping[str, Sequence[str]]) -> str:
         """What each arm ran: head, PQ, lr, clip, steps, loss shifts; values that vary within an arm
@@ -938,7 +938,7 @@ def _fig4_claims(tables: dict, cfg: _Configs) -> list[Verdict]:
                 continue
             caps[m, s] = (c["model.num_codebooks"] * math.log2(c["model.codebook_size"]) if m == "EQUSS"
                           else c["model.head_dim"] * math.log2(bins))
-    claim, src = "EQUSS needs fewer bits per class than STEGO", "Fig. 4a"
+    claim, src = "EQUSS needs fewer bits per class than STEGO (each as a fraction of its maximum)", "Fig. 4a"
     metric = "class-mean entropy / its maximum"
     if missing:
         V.append(Verdict(claim, src, metric, math.nan, math.nan, math.nan, math.nan, "—", 0, "",
