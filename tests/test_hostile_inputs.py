@@ -302,3 +302,19 @@ def test_committed_json_results_are_strict_json():
         except ValueError as exc:
             bad.append(f"{path.relative_to(root)}: {exc}")
     assert not bad, bad
+
+
+def test_failed_first_checkpoint_does_not_advise_a_resume_that_would_refuse(camvid, trained, tmp_path):
+    """best.pt written at the first validation, before any last.pt: the line must not say --resume."""
+    import subprocess
+    import sys
+
+    limit = ("import resource, runpy, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
+             f"resource.setrlimit(resource.RLIMIT_FSIZE, ({2**18}, {2**18})); "
+             "sys.argv = ['equss'] + sys.argv[1:]; runpy.run_module('equss', run_name='__main__')")
+    argv = train_args(camvid, tmp_path / "run", "--steps", "2", "--set", "train.val_every=1")
+    proc = subprocess.run([sys.executable, "-c", limit, *map(str, argv)], capture_output=True, text=True,
+                          env=dict(os.environ), timeout=300)
+    err = [ln for ln in proc.stderr.strip().splitlines() if ln.startswith("equss: error")]
+    assert proc.returncode == 1 and len(err) == 1 and "cannot write checkpoint" in err[0], proc.stderr[-2000:]
+    assert "best.pt" in err[0] and "--resume" not in err[0]
