@@ -1,18 +1,28 @@
-"""Traceability of a results folder: every measured number traces to one committed run record.
+"""Traceability of a results folder: every committed table is what the code makes of its run records.
 
 ``check(results_dir)`` returns the problems found (an empty list when all is well):
 
-* every table CSV in the folder (``claims.csv`` excepted: verdicts computed from the tables)
-  has a ``run`` column; every measured row names a record ``runs/<run>/`` that exists, and
-  the file in it (``eval`` column: ``eval.json``, ``eval_crf.json``, ``baseline.json``,
-  ``eval_step_<N>.json``, ``fig4.json``, ...);
-* every numeric column of a measured row is either a measurement listed in
-  :data:`COLUMNS` (its value must equal the one in the record, to 1e-9) or a fact of the
-  configuration listed in :data:`FACTS` (seed, head width, M, K: compared with the record's
-  ``config.yaml``); any other numeric column is reported as untraced;
-* all records name one git commit and one code fingerprint (training provenance).
+* all records name one git commit and one code fingerprint (training provenance), and hold
+  no checkpoints;
+* every table CSV with a rule in :mod:`equss.paper.rebuild` (``claims.csv`` excepted) is
+  rebuilt from the records and compared in full: each row's label, dataset, seed, ``crf``,
+  source and numbers, the row set (no row twice, every configuration with one row per
+  seed, the quoted rows exactly those of :mod:`equss.paper.quoted`), the columns, and its
+  Markdown regenerated from the CSV; ``claims.csv`` / ``claims.md`` are recomputed from
+  the tables (:func:`equss.paper.rebuild.check_claims`);
+* a table CSV without a rule is reported, and its numbers are checked as by
+  :func:`check_numbers`.
 
-``python -m equss.paper.trace results/proxy`` prints the problems (exit 1 when any).
+``check_numbers(results_dir)`` is the number-level check alone (records, and each number of
+every table against its record): every measured row names a record ``runs/<run>/`` that
+exists and the file in it (``eval`` column: ``eval.json``, ``eval_crf.json``,
+``baseline.json``, ``eval_step_<N>.json``, ``fig4.json``, ...); every numeric column of a
+measured row is either a measurement listed in :data:`COLUMNS` (its value must equal the one
+in the record, to 1e-9; a blank one is reported) or a fact of the configuration listed in
+:data:`FACTS` (seed, head width, M, K: compared with the record's ``config.yaml``); any other
+numeric column is reported as untraced.
+
+``python -m equss.paper.trace results/proxy`` prints the problems of :func:`check` (exit 1 when any).
 """
 from __future__ import annotations
 
@@ -22,6 +32,7 @@ import math
 import sys
 from pathlib import Path
 
+from equss.paper import rebuild
 from equss.paper.tables import MEASURED, METRIC_KEYS
 
 DERIVED = {"claims.csv"}  # computed from the tables, not from records
@@ -133,6 +144,9 @@ def check_table(path: Path, runs: Path) -> list[str]:
         cfg = _config(record)
         for col, text in row.items():
             value = _number(text)
+            if value is None and not text and col in COLUMNS:
+                problems.append(f"{where}: {col} is blank in a measured row")
+                continue
             if value is None or col in ("run", "eval", "source", "crf"):
                 continue
             if col in FACTS:
@@ -184,7 +198,8 @@ def tables(results: Path) -> list[Path]:
     return sorted(p for p in Path(results).glob("*.csv") if p.name not in DERIVED)
 
 
-def check(results) -> list[str]:
+def check_numbers(results) -> list[str]:
+    """The records, and every number of every table against its record (see the module docstring)."""
     results = Path(results)
     runs = results / "runs"
     if not runs.is_dir():
@@ -195,10 +210,27 @@ def check(results) -> list[str]:
     return problems
 
 
+def check(results) -> list[str]:
+    """The records, every table rebuilt from them (:mod:`equss.paper.rebuild`), and the claims."""
+    results = Path(results)
+    runs = results / "runs"
+    if not runs.is_dir():
+        return [f"{results}: no runs/ folder of run records"]
+    problems = check_records(runs)
+    records = rebuild.Records(runs)
+    for path in tables(results):
+        if path.stem in rebuild.RULES:
+            problems += rebuild.check_table(path, runs, records)
+        else:
+            problems += check_table(path, runs)
+            problems.append(f"{path.name}: no rule to rebuild it from the records (equss.paper.rebuild.RULES)")
+    return problems + rebuild.check_claims(results)
+
+
 def main(argv=None) -> int:
     args = sys.argv[1:] if argv is None else argv
     problems = check(args[0] if args else "results/proxy")
-    print("\n".join(problems) if problems else "traceable: every measured number matches its run record")
+    print("\n".join(problems) if problems else "traceable: every table, its Markdown and the claims are what the code makes of the run records")
     return 1 if problems else 0
 
 
