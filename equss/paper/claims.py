@@ -973,8 +973,9 @@ def _fig4_claims(tables: dict, cfg: _Configs) -> list[Verdict]:
                                              name=("class", "first"), seeds=("seed", "nunique"))
     by_run = [float(stats.spearmanr(g["entropy_bits"], g[ycol]).statistic) for _, g in eq.groupby("seed")
               if len(g) >= 4]
-    note = _join(extra, f"class means over {int(per_class['seeds'].max())} seeds; per-run rho "
-                        + ", ".join(f"{r:+.2f}" for r in by_run))
+    k = int(per_class["seeds"].max()) if len(per_class) else 0
+    note = _join(extra, f"class means over {k} seed{'s' if k != 1 else ''}",
+                 ("per-run rho " + ", ".join(f"{r:+.2f}" for r in by_run)) if by_run else "")
     V.append(spearman(per_class["entropy"], per_class["y"], "lower-entropy classes have higher accuracy (rho < 0)",
                       "Fig. 4c", metric, sign=-1, labels=per_class["name"].tolist(), note=note,
                       recipe=cfg.recipe({"EQUSS": list(runs["EQUSS"].values())})))
