@@ -277,7 +277,8 @@ def _synthetic_tables():
     t1 = (rows("DINO (raw features)", "camvid", 10) + rows("STEGO", "camvid", 20, 70, False, 5e-4)
           + rows("EQUSS", "camvid", 22) + [quoted])
     t2 = [dict(r, table="2a") for r in t1 if r.get("method") in ("STEGO", "EQUSS")]
-    t2 += [dict(r, table="2b") for r in rows("STEGO", "dubai_aerial", 17, 70, False) + rows("EQUSS", "dubai_aerial", 15)]
+    t2 += [dict(r, table="2b")
+           for r in rows("STEGO", "dubai_aerial", 17, 70, False) + rows("EQUSS", "dubai_aerial", 15)]
     # Table 3: M1 > M2 > M3, PQ gains +1 at 384 and +4 at 1024, Q3 best
     t3 = sum((rows(name, "camvid3", b, dim, pq) for name, b, dim, pq in (
         ("M1 (70, no PQ)", 22, 70, False), ("M2 (384, no PQ)", 21, 384, False), ("M3 (1024, no PQ)", 19, 1024, False),

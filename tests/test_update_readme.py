@@ -46,7 +46,8 @@ def test_verdict_summary_of_the_holm_family(tmp_path):
     assert "- **1 contradicted**: EQUSS > STEGO, linear mIoU (Table 1)" in text
     assert "- **2 inconclusive** (not significant after the correction at these runs: no evidence either way; " \
            "Table 1: 1, Table 3: 1)" in text
-    assert "- **power**: for 2 of the 3 claims with a stated effect (the paper's own, or the equivalence margin)" in text
+    assert ("- **power**: for 2 of the 3 claims with a stated effect (the paper's own, or the equivalence margin)"
+            in text)
     assert text.index("holds") < text.index("equivalent") < text.index("contradicted") < text.index("inconclusive")
 
 
