@@ -3,11 +3,14 @@
 #   make lab                         JupyterLab on notebooks/ (the notebooks are the source; jupytext pairs them with .py)
 #   make test                        unit tests, then `pytest --nbval notebooks/` (smoke scale; what CI runs)
 #   make reproduce-table1 [SCALE=proxy|paper|smoke] [SEEDS="0 1 2"] [SET="train.steps=2"]   one table/figure
-#   make reproduce [SCALE=...]       all of them, then the claims; wall time and peak RSS -> results/<scale>/reproduce.json
+#                                    (`equss reproduce table1`) into results/local/<scale>/, then its numbers
+#                                    beside the committed ones in results/<scale>/ (never overwritten)
+#   make reproduce [SCALE=...]       all of them, then the claims; wall time and peak RSS -> RESULTS/reproduce.json
+#   make regenerate [SCALE=...]      the committed results themselves: `make reproduce RESULTS=results/<scale>`
 #   make nb-sync                     after editing a notebook outside JupyterLab: sync .ipynb <-> .py, strip outputs
 #   make bench                       benchmarks -> results/bench/*.json
-# Data: DATA (default $EQUSS_DATA, else ../shared/data when present, else ./data; with ./data
-# and no ./data/CamVid the proxy targets download CamVid there first).
+# Data: DATA=/path (passed as --data-root), else $EQUSS_DATA, else ./data, resolved once by equss.paths
+# (with ./data and no ./data/CamVid the proxy targets download CamVid there first).
 # Caches: EQUSS_CACHE (default $XDG_CACHE_HOME/equss, else ~/.cache/equss).
 
 PYTHON ?= python3
@@ -15,13 +18,12 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 SCALE ?= proxy
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
-DATA ?= $(or $(EQUSS_DATA),$(if $(wildcard ../shared/data),$(abspath ../shared/data),data))
-export EQUSS_DATA := $(DATA)
-RESULTS := results/$(SCALE)
-NB_RUN = $(PY) -m equss.paper.notebooks
+RESULTS ?= results/local/$(SCALE)
+COMMITTED := results/$(SCALE)
+NB_RUN = $(PY) -m equss reproduce
 LAB_ARGS ?= $(if $(filter 0,$(shell id -u)),--allow-root)
 
-.PHONY: setup lab test unit-test nb-test nb-sync quickstart reproduce bench clean-results \
+.PHONY: regenerate setup lab test unit-test nb-test nb-sync quickstart reproduce bench clean-results \
         reproduce-all reproduce-table1 reproduce-table2 reproduce-table3 reproduce-fig2 reproduce-fig4 reproduce-fig5 \
         reproduce-fig6 reproduce-learning-curves reproduce-claims
 
@@ -66,15 +68,17 @@ quickstart: setup
 # module remakes it (the run cache inside still reuses every training whose config and code are unchanged).
 # SEEDS="0 1 2" and SET="train.steps=2 ..." pass the notebooks' `seeds` and `overrides` parameters.
 SRC := $(shell find equss -name '*.py' -o -name '*.yaml')
-NB_ARGS = --scale $(SCALE) --results $(RESULTS) $(if $(SEEDS),--seeds $(SEEDS)) $(foreach o,$(SET),--set $(o))
+NB_ARGS = --scale $(SCALE) --results $(RESULTS) $(if $(DATA),--data-root $(DATA)) $(if $(SEEDS),--seeds $(SEEDS)) \
+          $(foreach o,$(SET),--set $(o))
 nb = notebooks/$(1).py notebooks/$(1).ipynb $(SRC) $(VENV)/.installed
 # At proxy scale every run of a table or figure takes the step count that the learning-curve notebook chose on
 # validation (results/proxy/learning_curves.json, read by equss.paper.runs.setup): the curves come first.  The
 # choice is an order-only prerequisite whose rule has no prerequisites of its own, so it is made only when it is
 # missing: a committed learning_curves.json is used as it is (a fresh clone's `make reproduce-table1` does not
 # retrain the curves although its venv is newer; `make reproduce-learning-curves` remakes them on purpose).  Its
-# recipe tests for the file again: in `make reproduce` the curves' own target has just written it.
-STEPS_FROM := $(if $(filter proxy,$(SCALE)),| $(RESULTS)/learning_curves.json)
+# recipe tests for the file again: in `make reproduce` the curves' own target has just written it.  A results folder
+# other than the committed one without a choice of its own uses the committed choice (equss.paper.runs.setup).
+STEPS_FROM := $(if $(filter proxy,$(SCALE)),$(if $(filter $(COMMITTED),$(RESULTS)),| $(RESULTS)/learning_curves.json))
 
 $(RESULTS)/table1.csv: $(call nb,table1_cocostuff) $(STEPS_FROM)
 	$(NB_RUN) table1_cocostuff $(NB_ARGS)
@@ -115,7 +119,10 @@ reproduce-all: $(REPRODUCE)
 # everything, with its wall time and peak RSS recorded in results/<scale>/reproduce.json
 reproduce: setup
 	$(PY) tools/measure.py $(RESULTS)/reproduce.json -- $(MAKE) --no-print-directory reproduce-all SCALE=$(SCALE) \
-	    $(if $(SEEDS),SEEDS="$(SEEDS)") $(if $(SET),SET="$(SET)")
+	    RESULTS=$(RESULTS) $(if $(SEEDS),SEEDS="$(SEEDS)") $(if $(SET),SET="$(SET)") $(if $(DATA),DATA="$(DATA)")
+# the committed results, regenerated on purpose (one commit, from a clean tree: see DEVELOPING.md)
+regenerate:
+	$(MAKE) --no-print-directory reproduce RESULTS=$(COMMITTED) SCALE=$(SCALE)
 
 bench: setup
 	$(PY) benchmarks/run_all.py

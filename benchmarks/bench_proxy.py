@@ -2,7 +2,7 @@
 
     python benchmarks/bench_proxy.py [--device cuda] [--results DIR]
 
-Runs ``python -m equss.paper.notebooks table1_cocostuff --scale proxy --results <tmp>`` in a
+Runs ``equss reproduce table1 --scale proxy --results <tmp>`` in a
 subprocess and measures its wall time and the peak resident memory of the whole process
 tree (the notebook's kernel is a grandchild): with psutil, the RSS of the process and all
 its descendants summed, sampled every ``--interval`` s; without psutil, GNU
@@ -59,12 +59,12 @@ def main() -> None:
     nb = bl.ROOT / "notebooks" / f"{NOTEBOOK}.ipynb"
     if not nb.is_file():
         raise SystemExit(f"bench_proxy: {nb.relative_to(bl.ROOT)} does not exist yet; nothing to measure "
-                         f"(it is run as `python -m equss.paper.notebooks {NOTEBOOK} --scale proxy`)")
+                         f"(it is run as `equss reproduce {NOTEBOOK} --scale proxy`)")
     bl.need_data()
 
     results = Path(args.results) if args.results else Path(tempfile.mkdtemp(prefix="bench_proxy_"))
-    cmd = [sys.executable, "-m", "equss.paper.notebooks", NOTEBOOK, "--scale", "proxy", "--results", str(results),
-           "--device", args.device]
+    cmd = [sys.executable, "-m", "equss", "reproduce", NOTEBOOK, "--scale", "proxy", "--results", str(results),
+           "--device", args.device, "--no-compare"]
     try:
         import psutil  # noqa: F401
         have_psutil = True

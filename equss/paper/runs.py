@@ -84,18 +84,33 @@ def setup(scale: str, results: str | None = None, data_root: str | None = None, 
     out = results_dir(scale, results)
     (out / "runs").mkdir(parents=True, exist_ok=True)
     common = list(overrides or [])
-    steps = chosen_steps(out) if scale == "proxy" else None
+    steps, source = (chosen_steps(out), out / "learning_curves.json") if scale == "proxy" else (None, None)
+    if scale == "proxy" and steps is None and COMMITTED.joinpath(scale).resolve() != out.resolve():
+        # a user's results folder (results/local/proxy) without a choice of its own: the committed one
+        source = COMMITTED / scale / "learning_curves.json"
+        steps = chosen_steps(source.parent)
     first = [f"train.steps={steps}"] if steps else []  # before the notebook's own keywords: they win
     if scale == "proxy":
         note(f"proxy step count: {steps} (chosen on validation by the learning_curves notebook, "
-             f"{out / 'learning_curves.json'})" if steps else
-             "proxy step count: the preset's (no learning_curves.json yet: `make reproduce-learning-curves`)")
+             f"{_shown(source)})" if steps else
+             "proxy step count: the preset's (no learning_curves.json yet: `equss reproduce learning-curves`)")
 
     def cfg(paper_preset: str, seed: int = 0, **ov) -> Config:
         items = first + [f"{k}={v}" for k, v in ov.items()] + [f"train.seed={int(seed)}"] + common
         return config(preset_for(paper_preset, scale), scale, overrides=items, data_root=data_root, device=device)
 
     return out, cfg
+
+
+COMMITTED = Path(__file__).resolve().parents[2] / "results"  # the committed results/<scale>/ of this checkout
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the repository when inside it (no machine path in an executed notebook)."""
+    try:
+        return str(path.resolve().relative_to(COMMITTED.parent))
+    except ValueError:
+        return str(path)
 
 
 def chosen_steps(out: str | os.PathLike) -> int | None:
