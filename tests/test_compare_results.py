@@ -68,10 +68,3 @@ def test_cli_missing_folder_is_one_line(tmp_path):
                        capture_output=True, text=True)
     assert p.returncode == 2
     assert p.stdout.strip().count("\n") == 0 and "is not a folder" in p.stdout and not p.stderr
-
-
-@pytest.mark.skipif(not (ROOT / "results" / "proxy" / "learning_curves.csv").is_file(),
-                    reason="no committed proxy results")
-def test_committed_results_match_themselves():
-    status, lines = compare_results.compare(ROOT / "results" / "proxy", ROOT / "results" / "proxy")
-    assert status == 0 and all(" 0 differ" in line for line in lines if ": " in line and "rows matched" in line)
