@@ -318,3 +318,45 @@ def test_failed_first_checkpoint_does_not_advise_a_resume_that_would_refuse(camv
     err = [ln for ln in proc.stderr.strip().splitlines() if ln.startswith("equss: error")]
     assert proc.returncode == 1 and len(err) == 1 and "cannot write checkpoint" in err[0], proc.stderr[-2000:]
     assert "best.pt" in err[0] and "--resume" not in err[0]
+
+
+# ---------------------------------------------------------------------------- caches keyed by content
+def test_fresh_copy_of_unchanged_data_reuses_the_feature_cache(tmp_path, capsys):
+    """New mtimes alone (the data folder restored or copied anew) do not rebuild a cache: its content hash
+    decides; a changed file still does."""
+    import time
+
+    from equss.data import get_dataset
+    from equss.data.features import get_or_build_features
+    from test_reliability import TinyBackbone
+
+    root = write_camvid(tmp_path / "data", seed=11)
+
+    class Counting(TinyBackbone):
+        calls = 0
+
+        def forward(self, images, normalize=False):
+            Counting.calls += 1
+            return super().forward(images, normalize)
+
+    def build():
+        return get_or_build_features(Counting(), get_dataset("camvid", "train", data_root=root, resolution=16),
+                                     progress=False)
+
+    first = build()
+    calls = Counting.calls
+    later = time.time_ns() + 10**9
+    for f in (root / "CamVid").rglob("*.png"):
+        os.utime(f, ns=(later, later))
+    capsys.readouterr()
+    again = build()
+    assert Counting.calls == calls and "out of date" not in capsys.readouterr().err
+    np.testing.assert_array_equal(np.asarray(again.feats), np.asarray(first.feats))
+    assert build() is not None and Counting.calls == calls  # the stat fingerprint was refreshed
+    label = root / "CamVid" / "trainannot" / "train00.png"
+    Image.fromarray(np.full((42, 56), 3, np.uint8), mode="L").save(label)
+    os.utime(label, ns=(later + 10**9, later + 10**9))
+    capsys.readouterr()
+    changed = build()
+    assert Counting.calls > calls and "out of date" in capsys.readouterr().err
+    assert (np.asarray(changed.labels[0]) == 3).all()

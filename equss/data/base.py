@@ -263,6 +263,25 @@ def files_fingerprint(files: Sequence[str | os.PathLike], root: str | os.PathLik
             "sha1": h.hexdigest()}
 
 
+def files_content_hash(files: Sequence[str | os.PathLike], root: str | os.PathLike | None = None) -> str:
+    """sha256 over each file's path (relative to ``root``) and bytes: what a cache was built from,
+    independent of modification times (a fresh copy of unchanged data has the same hash)."""
+    h = hashlib.sha256()
+    base = Path(root).resolve() if root is not None else None
+    for f in files:
+        p = Path(f)
+        name = str(p.resolve().relative_to(base)) if base is not None and p.resolve().is_relative_to(base) else str(p)
+        h.update(name.encode() + b"\0")
+        try:
+            with open(p, "rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(chunk)
+        except OSError:
+            h.update(b"missing")
+        h.update(b"\n")
+    return h.hexdigest()
+
+
 def mtime_key(*files: Path) -> str:
     return ";".join(f"{f}:{f.stat().st_mtime_ns if f.exists() else 'missing'}" for f in files)
 
@@ -363,6 +382,10 @@ class SegDataset(Dataset):
         file replaced, changes it).  Stored with feature caches to detect changed data."""
         return files_fingerprint(self.source_files(limit), self.root)
 
+    def content_hash(self, limit: int | None = None) -> str:
+        """:func:`files_content_hash` of the files :meth:`fingerprint` covers."""
+        return files_content_hash(self.source_files(limit), self.root)
+
     def cache_args(self) -> list[str]:
         """``equss features`` arguments that rebuild this dataset's cache exactly."""
         args = [self.name, "--split", self.split, "--resolution", str(self.resolution),
@@ -401,6 +424,12 @@ class SegDataset(Dataset):
         base, k = divmod(index, self._n_per)
         sid = self.samples[base].sample_id
         return f"{sid}__five{k}" if self.five_crop else sid
+
+    def sequence(self, index: int) -> str | None:
+        """The group of correlated images sample ``index`` belongs to (the driving sequence of a
+        CamVid frame, the photo a Dubai crop is cut from), for resampling whole groups; None where
+        the dataset names none (each image is then its own)."""
+        return None
 
     def load_raw(self, index: int) -> tuple[Image.Image, np.ndarray]:
         """The cropped-but-not-resized RGB image and its int64 label (-1 ignore)."""

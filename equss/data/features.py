@@ -140,8 +140,15 @@ def _rebuild_hint(key: dict[str, Any], args: list[str] | None = None) -> str:
 
 
 def notice(message: str) -> None:
-    """A one-line note on stderr (a cache being rebuilt and why)."""
-    print(f"equss: notice: {message}", file=sys.stderr, flush=True)
+    """A one-line note (a cache being rebuilt and why): on stderr, or into the progress log when a
+    notebook runner reads one (the runner shows it on the terminal; the executed notebook keeps no
+    cache notices)."""
+    from equss import progress
+
+    if progress.log_path():
+        progress.note(f"notice: {message}")
+    else:
+        print(f"equss: notice: {message}", file=sys.stderr, flush=True)
 
 
 # --------------------------------------------------------------------------- the cache
@@ -242,6 +249,12 @@ def _sources(dataset) -> dict | None:
     return fp() if callable(fp) else None
 
 
+def _content(dataset) -> str | None:
+    """The dataset files' content hash (a cache whose files only got new mtimes is reused)."""
+    fn = getattr(dataset, "content_hash", None)
+    return fn() if callable(fn) else None
+
+
 def _preflight(path: Path, nbytes: int) -> None:
     """One clear error when the cache will not fit on its disk (a memmap on a full disk
     would otherwise die with SIGBUS)."""
@@ -311,6 +324,10 @@ def _get_or_build(backbone, dataset, key, path: Path, n: int, sources, args, bat
         if sources is None or meta.get("sources") == sources:
             return FeatureCache(path, expect=key, expect_n=n, args=args)
         old = meta.get("sources") or {}
+        if old.get("root") == sources["root"] and meta.get("content") and meta["content"] == _content(dataset):
+            # only sizes/mtimes look different (a fresh copy of the same data): keep the cache
+            write_json(path / "meta.json", {**meta, "sources": sources}, sort_keys=True)
+            return FeatureCache(path, expect=key, expect_n=n, args=args)
         why = (f"the data root changed ({old.get('root')} -> {sources['root']})" if old.get("root") != sources["root"]
                else f"image/label files changed since it was built ({sources['n_files']} files; sizes or "
                     "modification times differ)")
@@ -380,7 +397,7 @@ def _get_or_build(backbone, dataset, key, path: Path, n: int, sources, args, bat
                         "patch_size": getattr(backbone, "patch_size", None),
                         "format": FORMAT_VERSION, "equss_version": __version__,
                         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="microseconds"),
-                        "sources": sources, "args": args,
+                        "sources": sources, "content": _content(dataset), "args": args,
                         "complete": False,
                     }
                     write_json(path / "meta.json", meta, sort_keys=True)
