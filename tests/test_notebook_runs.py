@@ -86,6 +86,12 @@ def test_finished_run_is_stamped_and_only_that_counts(tmp_path, monkeypatch):
     dst = notebooks.execute("fine", "paper", results=str(results), progress=False)
     nb = json.loads(dst.read_text())
     assert notebooks.run_state(nb) == "finished" and nb["metadata"]["equss"]["git_commit"]
+    # opening it changes nothing: the installed kernel's spec, no jupytext pairing, nbformat's layout,
+    # and no machine path (results_dir is passed relative to notebooks/, the data root as EQUSS_DATA)
+    text = dst.read_text()
+    assert nb["metadata"]["kernelspec"] == notebooks.installed_kernelspec() and "jupytext" not in nb["metadata"]
+    assert nbformat.writes(nbformat.reads(text, as_version=4)) + "\n" == text
+    assert str(results) not in text and str(Path.cwd()) not in text and str(notebooks.NOTEBOOK_DIR.parent) not in text
     # the same cells without the runner's stamp (an older runner, or a copy saved by hand): not finished
     del nb["metadata"]["equss"]
     assert notebooks.run_state(nb) == "unstamped"

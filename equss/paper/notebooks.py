@@ -134,20 +134,45 @@ def _cell_problem(nb: dict) -> str | None:
 
 
 def _stamp(dst: Path, status: str, error: str | None) -> None:
-    """Record the outcome in the executed notebook's metadata (``metadata.equss``)."""
+    """Record the outcome in the executed notebook's metadata (``metadata.equss``), and make the copy
+    one that opening in JupyterLab does not change: the installed kernel's spec, no jupytext pairing
+    (it would create a ``.py`` beside every executed copy), nbformat's own layout."""
+    import nbformat
+
     from equss.provenance import provenance
     from equss.safeio import write_atomic
 
     try:
-        nb = json.loads(dst.read_text())
-    except (OSError, ValueError):
-        return  # papermill never wrote it: nothing to mark
+        nb = nbformat.read(dst, as_version=4)
+    except Exception:  # noqa: BLE001 - papermill never wrote it (or half of it): nothing to mark
+        return
     prov = provenance()
-    nb.setdefault("metadata", {})["equss"] = {
+    nb.metadata.pop("jupytext", None)
+    pm_meta = nb.metadata.get("papermill") or {}
+    for key in ("input_path", "output_path"):  # machine paths: repository-relative, else the file's name in RESULTS
+        if pm_meta.get(key):
+            path = Path(pm_meta[key]).resolve()
+            try:
+                pm_meta[key] = str(path.relative_to(NOTEBOOK_DIR.parent))
+            except ValueError:
+                pm_meta[key] = f"{path.parent.name}/{path.name}"
+    nb.metadata["kernelspec"] = installed_kernelspec()
+    nb.metadata["equss"] = {
         "status": status, "error": error, "git_commit": prov.get("git_commit"),
         "code_fingerprint": prov.get("code_fingerprint"), "time": prov.get("time")}
-    text = json.dumps(nb, indent=1, ensure_ascii=False) + "\n"
-    write_atomic(dst, lambda fh: fh.write(text))
+    text = nbformat.writes(nb)
+    write_atomic(dst, lambda fh: fh.write(text if text.endswith("\n") else text + "\n"))
+
+
+def installed_kernelspec() -> dict:
+    """The ``python3`` kernel's spec as JupyterLab will write it into a notebook it saves."""
+    try:
+        from jupyter_client.kernelspec import KernelSpecManager
+
+        spec = KernelSpecManager().get_kernel_spec("python3")
+        return {"display_name": spec.display_name, "language": spec.language, "name": "python3"}
+    except Exception:  # noqa: BLE001 - no jupyter_client: ipykernel's default
+        return {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
 
 
 def check_overrides(overrides: list[str], scale: str) -> None:
