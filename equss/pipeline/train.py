@@ -11,7 +11,9 @@ validation), ``last.pt`` (every ``ckpt_every`` steps, at the end and on SIGINT/S
 ``best.pt`` (best validation cluster mIoU: model selection as the official train.py), ``step_<N>.pt``
 (every validation, with ``train.keep_checkpoints``),
 ``provenance.json`` (written only when training finished; its ``wall_s`` sums every segment of a
-run that was stopped and resumed).  ``--resume`` continues from
+run that was stopped and resumed), and TensorBoard event files ``events.out.tfevents.*`` when the
+``tensorboard`` package is installed (losses, validation metrics, a few validation segmentations:
+:mod:`equss.pipeline.tensorboard`; ``log.jsonl`` stays the record).  ``--resume`` continues from
 ``last.pt`` exactly: the RNG states and the batch generator are in the checkpoint, so a
 killed and resumed run ends with the same weights as an uninterrupted one (``log.jsonl``
 is cut back to the checkpoint's step, so no row appears twice).  ``--resume`` on a finished run
@@ -156,6 +158,7 @@ class Trainer:
         if cfg.train.batch_size % self.world:
             raise EqussError(f"train.batch_size {cfg.train.batch_size} must be divisible by the number of processes {self.world}")
         self.stop_requested = False
+        self.tb = None  # TensorBoard writer (rank 0, while fit() runs)
         self.step = 0
         self.best = {"cluster_mIoU": -1.0, "step": -1}
         self.val_assignment = None  # cluster -> class map of the last validation (for `equss segment`)
@@ -319,6 +322,29 @@ class Trainer:
         if self.rank == 0:
             with open_for_write(self.out / "log.jsonl", append=True) as fh:
                 fh.write(json.dumps(record) + "\n")
+        tb = getattr(self, "tb", None)
+        if tb is not None and "step" in record:
+            if isinstance(record.get("val"), dict):
+                tb.scalars(record["step"], record["val"], "val")
+            elif "error" not in record:
+                tb.scalars(record["step"], {k: v for k, v in record.items() if k not in ("step", "time")}, "train")
+
+    @torch.no_grad()
+    def _tb_images(self):
+        """The first few validation images: image | cluster classes (validation assignment) | ground truth."""
+        from equss.data import dataset_info
+        from equss.pipeline.tensorboard import N_IMAGES, segmentation_panel
+
+        palette = np.asarray(dataset_info(self.cfg.data.dataset).palette, dtype=np.uint8)
+        lut = None if self.val_assignment is None else np.asarray(self.val_assignment, dtype=np.int64)
+        self.model.eval()
+        for i in range(min(N_IMAGES, len(self.val_set))):
+            image, label = self.val_set[i][:2]
+            feats, _ = self.val_cache.batch([i])
+            label = np.asarray(label)
+            pred = self.model.predict_labels(feats.to(self.device), label.shape[-2:])["cluster"][0].cpu().numpy()
+            pred = lut[pred] if lut is not None else pred
+            self.tb.image(f"val/segmentation/{i}", segmentation_panel(image, pred, label, palette), self.step)
 
     def _trim_log(self):
         """Keep the log rows up to the resumed checkpoint's step: rows written after it (before a
@@ -362,6 +388,10 @@ class Trainer:
                 self._trim_log()
             text = yaml.safe_dump(cfg.to_dict(), sort_keys=False)
             write_atomic(self.out / "config.yaml", lambda fh: fh.write(text))
+        if self.rank == 0:
+            from equss.pipeline.tensorboard import open_writer
+
+            self.tb = open_writer(self.out, purge_step=self.step if self.step > 0 else None)
         handlers = self._install_signal_handlers()
         self._t0 = time.time()
         bar = progress_bar(total=self.total_steps, initial=self.step, desc=f"train {cfg.name}", disable=not (self.progress and self.rank == 0),
@@ -391,6 +421,8 @@ class Trainer:
                     if improved:
                         self.best = {**val, "step": self.step}
                     self.log({"step": self.step, "val": val, "best_step": self.best["step"]})
+                    if self.tb is not None:
+                        self._tb_images()
                     bar.write(f"step {self.step}: val cluster mIoU {val['cluster_mIoU']:.2f} acc {val['cluster_Accuracy']:.2f} | "
                               f"linear mIoU {val['linear_mIoU']:.2f}" + ("  (best)" if improved else ""))
                     if improved:
@@ -402,6 +434,8 @@ class Trainer:
         finally:
             bar.close()
             self._restore_signal_handlers(handlers)
+            if self.tb is not None:
+                self.tb.close()
         self.save("last.pt")
         if self.stop_requested:  # no best.pt / provenance.json: the run did not finish
             sig = self.stop_signal or signal.SIGINT
