@@ -1,6 +1,10 @@
-"""Inference on your own images: ``equss segment IMAGE_OR_FOLDER --checkpoint RUN/best.pt --out DIR``.
+"""Inference on your own images: ``equss segment IMAGES_OR_FOLDERS... --model camvid-equss --out DIR``.
 
-Input: one image file, or a folder (searched recursively; extensions in
+Model: ``--model NAME`` (a shipped model, ``models/NAME/``, loaded and checked by
+:mod:`equss.pipeline.shipped`: no training, no network) or ``--checkpoint RUN/best.pt`` (a run of
+``equss train``).
+
+Input: image files and/or folders (searched recursively; extensions in
 ``equss.data.base.IMAGE_EXTENSIONS``).  Any size and mode: the EXIF orientation is applied
 first (``PIL.ImageOps.exif_transpose``, so outputs match the image as viewers show it),
 then RGBA/LA/palette (alpha dropped), grayscale, 16-bit and float images become 8-bit RGB
@@ -328,19 +332,55 @@ def write_outputs(out_dir: Path, name: str, image: Image.Image, labels: np.ndarr
     return files
 
 
-def segment_paths(inputs: str | os.PathLike, checkpoint: str | os.PathLike, out: str | os.PathLike,
+def _gather_inputs(inputs, out_dir: Path) -> tuple[list[Path], list[str], bool]:
+    """(image files, output names, strict) of one or several inputs (files or folders).
+
+    Names are relative paths within each folder input (a file input: its stem), made unique
+    over all inputs (``_2``, ``_3`` ... appended).  ``strict``: a single file was given, so an
+    unreadable one is an error rather than a skipped file."""
+    items = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
+    if not items:
+        raise EqussError("no input given; pass image files or folders of images")
+    files, names = [], []
+    inside = out_dir.resolve()
+    for item in items:
+        root, found = list_inputs(item)
+        if Path(item).expanduser().is_dir():  # never segment our own outputs when --out lies inside the input folder
+            found = [f for f in found if inside not in f.resolve().parents]
+            if not found:
+                raise EqussError(f"folder {root} has no image files outside the output folder {out_dir}; "
+                                 "pass a folder with images")
+        files += found
+        names += output_names(root, found)
+    seen: dict[str, int] = {}
+    unique = []
+    for n in names:
+        key = n.lower()
+        seen[key] = seen.get(key, 0) + 1
+        unique.append(n if seen[key] == 1 else f"{n}_{seen[key]}")
+    strict = len(items) == 1 and Path(items[0]).expanduser().is_file()
+    return files, unique, strict
+
+
+def segment_paths(inputs, checkpoint: str | os.PathLike | None = None, out: str | os.PathLike = "segmentation",
                   probe: str = "cluster", mode: str = "resize", resolution=None, crf: bool = False,
                   tile_size=None, overlap: float = 0.25, flip: bool = True, interp: str = "nearest",
                   device: str = "auto", assignment: str | os.PathLike | None = None, alpha: float = 0.5,
-                  progress: bool = True) -> dict:
-    """Segment an image file or every image in a folder; writes the outputs and ``segment.json``."""
+                  progress: bool = True, model: str | os.PathLike | None = None) -> dict:
+    """Segment image files and/or every image in folders with a checkpoint (``equss train``) or a
+    shipped model (``model``: a name under ``models/`` or a model folder, checked by
+    :func:`equss.pipeline.shipped.load_model`); writes the outputs and ``segment.json``."""
     from equss.device import device_description, resolve_device
     from equss.io import write_json
     from equss.pipeline.inputs import make_backbone
     from equss.provenance import provenance
     from equss.pipeline.checkpoint import load_checkpoint, model_from_checkpoint
+    from equss.pipeline.shipped import check_backbone, load_model
 
     t0 = time.time()
+    if (checkpoint is None) == (model is None):
+        raise EqussError("give exactly one of --checkpoint (a run's best.pt) and --model (a shipped model, e.g. "
+                         "camvid-equss)")
     if probe not in PROBES:
         raise EqussError(f"unknown probe {probe!r}; choose cluster or linear")
     if mode not in MODES:
@@ -353,22 +393,22 @@ def segment_paths(inputs: str | os.PathLike, checkpoint: str | os.PathLike, out:
         raise EqussError(f"--overlap must be a fraction in [0, 1), got {overlap}")
     if not 0.0 <= float(alpha) <= 1.0:
         raise EqussError(f"--alpha must be in [0, 1], got {alpha}")
-    root, files = list_inputs(inputs)
-    single = Path(inputs).expanduser().is_file()
     out_dir = Path(out).expanduser()
-    if not single:  # never segment our own outputs when --out lies inside the input folder
-        inside = out_dir.resolve()
-        files = [f for f in files if inside not in f.resolve().parents]
-        if not files:
-            raise EqussError(f"folder {root} has no image files outside the output folder {out_dir}; "
-                             "pass a folder with images")
+    files, names, single = _gather_inputs(inputs, out_dir)
     first = load_image(files[0]) if single else None  # a single broken file fails before any model work
-    state = load_checkpoint(checkpoint)
     dev = resolve_device(device)
-    model, cfg = model_from_checkpoint(state, device=dev)
+    if model is not None:
+        net, cfg, state = load_model(model, device=dev)
+        source = f"model {state['card']['name']!r}"
+    else:
+        state = load_checkpoint(checkpoint)
+        net, cfg = model_from_checkpoint(state, device=dev)
+        source = f"checkpoint {str(checkpoint)!r}"
     n_classes = int(state["n_classes"])
     class_names = list(state.get("class_names") or [str(i) for i in range(n_classes)])
     n_clusters = n_classes + cfg.model.extra_clusters
+    if probe == "linear" and n_classes == 0:
+        raise EqussError(f"{source} has no classes (trained without labels), so no linear probe; use --probe cluster")
     assign = None
     if probe == "cluster":
         if assignment is not None:
@@ -378,13 +418,10 @@ def segment_paths(inputs: str | os.PathLike, checkpoint: str | os.PathLike, out:
     classes = probe == "linear" or assign is not None
     R = resolution or cfg.data.eval_resolution
     backbone = make_backbone(cfg, device=dev)
-    if backbone.embed_dim != state["in_dim"]:
-        raise EqussError(f"backbone {cfg.train.backbone} gives {backbone.embed_dim}-dim features but the checkpoint "
-                         f"expects {state['in_dim']}; use the backbone the checkpoint was trained with")
+    check_backbone(backbone, state, source)
     R = check_resolution(R, backbone.patch_size)
     palette = _palette(cfg, n_classes if classes else n_clusters, classes)
     out_dir.mkdir(parents=True, exist_ok=True)
-    names = output_names(root, files)
     records, skipped = [], []
     bar = progress_bar(list(zip(files, names)), desc="segment", unit="img", disable=not progress, dynamic_ncols=True)
     for path, name in bar:
@@ -397,7 +434,7 @@ def segment_paths(inputs: str | os.PathLike, checkpoint: str | os.PathLike, out:
             tqdm.write(f"equss: warning: skipping {path}: {exc}", file=sys.stderr)
             skipped.append({"input": str(path), "error": str(exc)})
             continue
-        labels = segment_image(model, backbone, img, cfg, probe=probe, mode=mode, resolution=R, crf=crf,
+        labels = segment_image(net, backbone, img, cfg, probe=probe, mode=mode, resolution=R, crf=crf,
                                assignment=assign, tile_size=tile_size, overlap=overlap, flip=flip, interp=interp)
         written = write_outputs(out_dir, name, img, labels, palette, alpha=alpha)
         present = np.unique(labels)
@@ -405,19 +442,22 @@ def segment_paths(inputs: str | os.PathLike, checkpoint: str | os.PathLike, out:
                         "outputs": written, "labels_present": [int(v) if v >= 0 else UNMATCHED for v in present]})
     bar.close()
     if not records:
-        raise EqussError(f"no image in {root} could be read ({len(skipped)} skipped, first: {skipped[0]['input']}); "
+        raise EqussError(f"no image could be read ({len(skipped)} skipped, first: {skipped[0]['input']}); "
                          "replace the broken files")
     if probe == "linear":
         meaning = "class ids of the linear probe (0..n_classes-1)"
     elif assign is not None:
         meaning = (f"class ids (cluster probe mapped with the Hungarian assignment from "
-                   f"{'--assignment ' + str(assignment) if assignment is not None else 'the checkpoint'}); "
+                   f"{'--assignment ' + str(assignment) if assignment is not None else 'the ' + source.split()[0]}); "
                    f"{UNMATCHED} = cluster without a class")
     else:
         meaning = ("raw cluster ids (0..n_clusters-1): the checkpoint stores no Hungarian assignment, so clusters "
                    "are not matched to classes; pass --assignment RUN/eval/eval.json from `equss eval`")
     summary = {
-        "checkpoint": str(checkpoint), "checkpoint_step": state.get("step"), "config_key": state.get("config_key"),
+        "checkpoint": None if checkpoint is None else str(checkpoint), "checkpoint_step": state.get("step"),
+        "model": None if model is None else {"name": state["card"]["name"], "folder": state["model_dir"],
+                                             "sha256": state["weights_sha256"]},
+        "config_key": state.get("config_key"),
         "dataset": cfg.data.dataset, "backbone": cfg.train.backbone, "probe": probe, "mode": mode,
         "resolution": R, "tile_size": (tile_size or R) if mode == "tile" else None,
         "overlap": float(overlap) if mode == "tile" else None, "interp": interp, "flip": flip, "crf": crf,
@@ -434,10 +474,21 @@ def segment_paths(inputs: str | os.PathLike, checkpoint: str | os.PathLike, out:
 
 # ---------------------------------------------------------------------------- CLI
 def _cmd_segment(args):
+    if args.list_models:
+        from equss.pipeline.shipped import list_models, models_dir
+
+        names = list_models()
+        print("\n".join(names) if names else f"no shipped models in {models_dir()}")
+        return 0
+    if not args.input:
+        raise EqussError("give the images to segment: image files and/or folders (e.g. equss segment --model "
+                         "camvid-equss photo.jpg)")
+    if args.checkpoint is None and args.model is None:
+        raise EqussError("give --model NAME (a shipped model: `equss segment --list-models`) or --checkpoint RUN/best.pt")
     summary = segment_paths(args.input, args.checkpoint, args.out, probe=args.probe, mode=args.mode,
                             resolution=args.resolution, crf=args.crf, tile_size=args.tile_size, overlap=args.overlap,
                             flip=not args.no_flip, interp=args.interp, device=args.device,
-                            assignment=args.assignment, alpha=args.alpha)
+                            assignment=args.assignment, alpha=args.alpha, model=args.model)
     n, k = len(summary["images"]), len(summary["skipped"])
     print(f"segmented {n} image(s){f', skipped {k}' if k else ''}; labels: {summary['labels']}; "
           f"wrote {Path(args.out) / 'segment.json'}")
@@ -450,9 +501,12 @@ def _cmd_segment(args):
 def register(sub):
     p = sub.add_parser("segment", help="segment your own images with a trained checkpoint",
                        description=__doc__.split("\n\n")[0])
-    p.add_argument("input", help="an image file or a folder of images (searched recursively)")
-    p.add_argument("--checkpoint", required=True, help="a checkpoint written by `equss train` (best.pt)")
-    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("input", nargs="*", help="image files and/or folders of images (searched recursively)")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--model", help="a shipped model (models/NAME: camvid-equss, camvid-stego) or a model folder")
+    which.add_argument("--checkpoint", help="a checkpoint written by `equss train` (best.pt)")
+    p.add_argument("--list-models", action="store_true", help="list the shipped models and exit")
+    p.add_argument("--out", default="segmentation", help="output folder (default: ./segmentation)")
     p.add_argument("--probe", choices=PROBES, default="cluster",
                    help="cluster (unsupervised, mapped to classes if an assignment is known) or linear")
     p.add_argument("--mode", choices=MODES, default="resize",
