@@ -1,7 +1,8 @@
 # equss: setup, tests, reproduction of the paper's tables and figures, benchmarks.
 #   make setup                       venv in .venv with everything (torch, extras, JupyterLab, offline weights)
 #   make lab                         JupyterLab on notebooks/ (the notebooks are the source; jupytext pairs them with .py)
-#   make test                        unit tests, then `pytest --nbval notebooks/` (smoke scale; what CI runs)
+#   make test                        lint, unit tests (slowest 15 printed), then `pytest --nbval notebooks/` (what CI runs)
+#   make test-fast                   lint and the unit tests not marked slow (no notebooks, no subprocess runs)
 #   make reproduce-table1 [SCALE=proxy|paper|smoke] [SEEDS="0 1 2"] [SET="train.steps=2"]   one table/figure
 #                                    (`equss reproduce table1`) into results/local/<scale>/, then its numbers
 #                                    beside the committed ones in results/<scale>/ (never overwritten)
@@ -23,7 +24,7 @@ COMMITTED := results/$(SCALE)
 NB_RUN = $(PY) -m equss reproduce
 LAB_ARGS ?= $(if $(filter 0,$(shell id -u)),--allow-root)
 
-.PHONY: regenerate setup lab test unit-test nb-test nb-sync quickstart reproduce bench clean-results \
+.PHONY: regenerate setup lab test test-fast lint unit-test nb-test nb-sync quickstart reproduce bench clean-results \
         reproduce-all reproduce-table1 reproduce-table2 reproduce-table3 reproduce-fig2 reproduce-fig4 reproduce-fig5 \
         reproduce-fig6 reproduce-learning-curves reproduce-claims
 
@@ -46,10 +47,16 @@ $(VENV)/.installed: pyproject.toml
 	@touch $@
 	@echo "setup: done ($(VENV)/bin/jupyter lab, $(VENV)/bin/equss)"
 
-test: setup unit-test nb-test
+test: setup lint unit-test nb-test
+
+test-fast: setup lint
+	$(PY) -m pytest tests -q -x -m "not slow" --durations=10
+
+lint: setup
+	$(VENV)/bin/ruff check equss tests tools benchmarks $(wildcard hubconf.py)
 
 unit-test:
-	$(PY) -m pytest tests -q -x
+	$(PY) -m pytest tests -q -x --durations=15
 
 # exactly the user's command, with the venv's pytest (its "python3" kernel is the venv's Python)
 nb-test:

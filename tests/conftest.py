@@ -5,6 +5,24 @@ from pathlib import Path
 import pytest
 
 
+def run_cli(argv, capsys):
+    """``(exit code, the "equss: ..." lines of stderr)`` of ``equss ARGV`` run in this process (the
+    shared CLI helper of the tests); a traceback on stderr fails the test."""
+    from equss import cli
+
+    code = cli.main([str(a) for a in argv])
+    err = capsys.readouterr().err
+    assert "Traceback" not in err, err
+    return code, [ln[ln.index("equss: "):] for ln in err.replace("\r", "\n").splitlines() if "equss: " in ln]
+
+
+def one_line(code, err, text, exit_code=2):
+    """``run_cli``'s result is exactly one error line containing ``text``, with ``exit_code``."""
+    errors = [ln for ln in err if ln.startswith("equss: error: ")]
+    assert code == exit_code, (code, err)
+    assert len(errors) == 1 and text in errors[0], err
+
+
 @pytest.fixture(scope="session")
 def data_root() -> Path:
     """The real data root (EQUSS_DATA); tests that need it skip without it."""

@@ -21,10 +21,6 @@ MEAN = np.array([0.485, 0.456, 0.406])
 STD = np.array([0.229, 0.224, 0.225])
 
 
-def run_cli(argv, monkeypatch):
-    return cli.main(argv)  # only the named subcommand's module is imported
-
-
 def one_error_line(capsys) -> str:
     err = capsys.readouterr().err
     lines = [ln for ln in err.replace("\r", "\n").splitlines() if ln.startswith("equss: error:")]
@@ -213,7 +209,7 @@ def test_dubai_real(data_root):
 
 @pytest.mark.data
 def test_prepare_real_camvid(data_root, monkeypatch, capsys, tmp_path):
-    assert run_cli(["prepare", "camvid", "--data-root", str(data_root)], monkeypatch) == 0
+    assert cli.main(["prepare", "camvid", "--data-root", str(data_root)]) == 0
     out = capsys.readouterr().out
     assert "train 367, val 101, test 233" in out
     from equss.paths import cache_dir
@@ -249,7 +245,7 @@ def test_bad_unknown_name(monkeypatch, capsys):
         get_dataset("nope", "train")
     with pytest.raises(EqussError, match="choose one of"):
         dataset_info("nope")
-    assert run_cli(["prepare", "nope"], monkeypatch) != 0
+    assert cli.main(["prepare", "nope"]) != 0
     assert "unknown dataset 'nope'" in one_error_line(capsys)
     assert set(DATASETS) >= {"camvid", "dubai_aerial", "cocostuff27", "cityscapes27", "potsdam3", "folder"}
 
@@ -257,7 +253,7 @@ def test_bad_unknown_name(monkeypatch, capsys):
 def test_bad_missing_data_root(tmp_path, monkeypatch, capsys):
     with pytest.raises(EqussError, match="data root"):
         get_dataset("camvid", "train", data_root=tmp_path / "nope")
-    assert run_cli(["prepare", "camvid", "--data-root", str(tmp_path / "nope")], monkeypatch) != 0
+    assert cli.main(["prepare", "camvid", "--data-root", str(tmp_path / "nope")]) != 0
     assert "--data-root" in one_error_line(capsys)
 
 
@@ -265,7 +261,7 @@ def test_bad_missing_data_root(tmp_path, monkeypatch, capsys):
 def test_bad_missing_dataset_folder(name, tmp_path, monkeypatch, capsys):
     with pytest.raises(EqussError, match="not found"):
         get_dataset(name, "train", data_root=tmp_path)
-    assert run_cli(["prepare", name, "--data-root", str(tmp_path)], monkeypatch) != 0
+    assert cli.main(["prepare", name, "--data-root", str(tmp_path)]) != 0
     line = one_error_line(capsys)
     assert "missing" in line and ("download" in line or "wget" in line)
 
@@ -275,7 +271,7 @@ def test_bad_empty_folder(tmp_path, monkeypatch, capsys):
     (tmp_path / "empty" / "notes.txt").write_text("x")
     with pytest.raises(EqussError, match="no image files"):
         get_dataset("folder", path=tmp_path / "empty")
-    assert run_cli(["prepare", "folder", "--data-root", str(tmp_path / "empty")], monkeypatch) != 0
+    assert cli.main(["prepare", "folder", "--data-root", str(tmp_path / "empty")]) != 0
     assert "no image files" in one_error_line(capsys)
 
 
@@ -287,7 +283,7 @@ def test_bad_unreadable_image(tmp_path, monkeypatch, capsys):
     assert (ds[0][1] == -1).all()
     with pytest.raises(EqussError, match="b.jpg"):
         ds[1]
-    assert run_cli(["prepare", "folder", "--data-root", str(f)], monkeypatch) != 0
+    assert cli.main(["prepare", "folder", "--data-root", str(f)]) != 0
     assert "b.jpg" in one_error_line(capsys)
     _fake_camvid(tmp_path / "cv", bad_image=True)
     with pytest.raises(EqussError, match="cannot read image .*a_train.png"):
@@ -299,7 +295,7 @@ def test_bad_label_size_mismatch(tmp_path, monkeypatch, capsys):
     ds = get_dataset("camvid", "train", data_root=tmp_path)
     with pytest.raises(EqussError, match=r"label .*a_train.png is 10x8 but .* is 12x8"):
         ds[0]
-    assert run_cli(["prepare", "camvid", "--data-root", str(tmp_path)], monkeypatch) != 0
+    assert cli.main(["prepare", "camvid", "--data-root", str(tmp_path)]) != 0
     assert "a_train.png is 10x8" in one_error_line(capsys)
 
 
@@ -346,7 +342,7 @@ def test_download_camvid_file_url(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr("equss.data.prepare.CAMVID_URL", z.as_uri())
     monkeypatch.setattr("equss.data.prepare.download_camvid.__defaults__", (z.as_uri(),))
     root = tmp_path / "new_root"
-    assert run_cli(["prepare", "camvid", "--data-root", str(root), "--download"], monkeypatch) == 0
+    assert cli.main(["prepare", "camvid", "--data-root", str(root), "--download"]) == 0
     assert "train 1, val 1, test 1" in capsys.readouterr().out
     with pytest.raises(EqussError, match="has no CamVid"):
         bad = tmp_path / "bad.zip"

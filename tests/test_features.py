@@ -11,6 +11,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from equss import cli
 from equss.data import features
 from equss.pipeline import caches
 from equss.errors import EqussError
@@ -154,12 +155,6 @@ def test_pooled_features_is_spatial_mean():
     np.testing.assert_allclose(pooled, ref, rtol=1e-5, atol=1e-6)
 
 
-def run_cli(argv):
-    from equss import cli
-
-    return cli.main(argv)
-
-
 def test_cli_features(monkeypatch, capsys):
     ds = TinyDataset(preproc_id="tiny-cli")
     seen = {}
@@ -171,7 +166,7 @@ def test_cli_features(monkeypatch, capsys):
     monkeypatch.setattr(caches, "load_inputs", fake_load_inputs)
     argv = ["features", "tiny", "--split", "train", "--backbone", "tiny-conv",
             "--resolution", "16", "--batch-size", "3"]
-    assert run_cli(argv) == 0
+    assert cli.main(argv) == 0
     out = capsys.readouterr().out
     path = features.feature_cache_path(features.feature_key("tiny-conv", "seed0", "tiny-cli"))
     assert str(path) in out and "13 images" in out

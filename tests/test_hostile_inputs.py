@@ -304,6 +304,7 @@ def test_committed_json_results_are_strict_json():
     assert not bad, bad
 
 
+@pytest.mark.slow
 def test_failed_first_checkpoint_does_not_advise_a_resume_that_would_refuse(camvid, trained, tmp_path):
     """best.pt written at the first validation, before any last.pt: the line must not say --resume."""
     import subprocess

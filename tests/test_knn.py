@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn as nn
 
+from equss import cli
 from equss.data import knn
 from equss.pipeline import caches
 from equss.errors import EqussError
@@ -133,17 +134,11 @@ def test_get_or_build_knn_cache_and_staleness(monkeypatch):
         get_or_build_knn(rebuilt, k=30)
 
 
-def run_cli(argv):
-    from equss import cli
-
-    return cli.main(argv)
-
-
 def test_cli_knn(monkeypatch, capsys):
     ds = TinyDataset(preproc_id="tiny-knn-cli")
     monkeypatch.setattr(caches, "load_inputs", lambda args: (TinyBackbone(), ds, "cpu"))
     argv = ["knn", "tiny", "--split", "train", "--backbone", "tiny-conv", "--k", "5", "--chunk", "4"]
-    assert run_cli(argv) == 0
+    assert cli.main(argv) == 0
     out = capsys.readouterr().out
     assert "_k5.npy" in out and "21 images x 5 neighbours" in out
     cache = get_or_build_features(TinyBackbone(), ds, progress=False)

@@ -31,6 +31,7 @@ from equss.data import get_dataset
 from equss.data.features import get_or_build_features
 from equss.errors import EqussError
 from equss.pipeline.checkpoint import load_checkpoint
+from conftest import one_line, run_cli
 
 SPLITS = {"train": 6, "val": 4, "test": 4}
 
@@ -61,19 +62,7 @@ def train_args(root, out, *extra, preset="camvid-stego"):
             "--set", "train.batch_size=2", "--out", str(out), *extra]
 
 
-def run(argv, capsys):
-    """(exit code, the ``equss:`` lines of stderr: errors, warnings, notices) of ``equss ARGV``
-    in this process; a traceback fails the test."""
-    code = cli.main([str(a) for a in argv])
-    err = capsys.readouterr().err
-    assert "Traceback" not in err, err
-    return code, [ln[ln.index("equss: "):] for ln in err.replace("\r", "\n").splitlines() if "equss: " in ln]
-
-
-def one_line(code, err, text, exit_code=2):
-    errors = [ln for ln in err if ln.startswith("equss: error: ")]
-    assert code == exit_code, (code, err)
-    assert len(errors) == 1 and text in errors[0], err
+run = run_cli  # the shared helper (tests/conftest.py)
 
 
 def equss_proc(argv, **kw):
@@ -131,6 +120,7 @@ def test_feature_cache_follows_data_root_and_changed_labels(tmp_path, capsys):
 
 
 # ---------------------------------------------------------------------------- 2 + 4. lock, signals
+@pytest.mark.slow
 def test_second_training_into_one_out_is_refused_and_sigint_exits_130(camvid, trained, tmp_path, capsys):
     """Items 2 and 4: the second training gets one line naming the holder and leaves the folder
     alone; SIGINT stops the first with a checkpoint, exit 130 and the resume command."""
@@ -169,6 +159,7 @@ def _check_lock_and_sigint(first, camvid, out, capsys):
     assert not (out / "provenance.json").exists() and not (out / "best.pt").exists()
 
 
+@pytest.mark.slow
 def test_lock_is_released_by_the_kernel_when_the_holder_dies(tmp_path):
     from equss import locks
 
@@ -316,6 +307,7 @@ def test_home_in_data_root_is_expanded_not_dropped():
 
 
 # ---------------------------------------------------------------------------- 8. disk full, unwritable
+@pytest.mark.slow
 def test_checkpoint_write_failure_is_one_line_and_keeps_the_last_checkpoint(camvid, trained, tmp_path):
     """A real write failure: the file-size limit (RLIMIT_FSIZE) stops the checkpoint mid-write,
     as a full disk would."""
@@ -359,6 +351,7 @@ def test_feature_cache_larger_than_the_free_disk_is_one_line_not_sigbus():
     assert not any(p.name.startswith("tiny-conv_huge") for p in cache_root.iterdir())
 
 
+@pytest.mark.slow
 def test_unwritable_out_and_cache_are_one_line(camvid, trained, tmp_path, capsys):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
@@ -422,6 +415,7 @@ def test_prepare_decodes_images(tmp_path, capsys):
 
 
 # ---------------------------------------------------------------------------- 11. smaller
+@pytest.mark.slow
 def test_kill_9_then_resume_logs_each_row_once(camvid, tmp_path):
     """The process really dies by SIGKILL after logging step 3, one step after its step-2
     checkpoint; the resumed run's log equals an uninterrupted run's, row for row.  Every run

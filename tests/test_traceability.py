@@ -50,6 +50,7 @@ def _write_rows(path: Path, rows: list[dict]) -> None:
         w.writerows(rows)
 
 
+@pytest.mark.slow
 def test_smoke_results_trace_to_their_records(smoke_results):
     tables = {p.name for p in trace.tables(smoke_results)}
     assert {"table1.csv", "fig4.csv", "fig4_distance.csv", "learning_curves.csv"} <= tables
@@ -63,6 +64,7 @@ def test_smoke_results_trace_to_their_records(smoke_results):
         assert (rec / "provenance.json").is_file() or (rec / "baseline.json").is_file()
 
 
+@pytest.mark.slow
 def test_tampered_number_and_foreign_record_are_caught(smoke_results, tmp_path):
     copy = tmp_path / "results"
     shutil.copytree(smoke_results, copy)

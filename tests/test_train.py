@@ -11,7 +11,7 @@ import time
 import pytest
 import torch
 
-from equss import cli
+from conftest import run_cli
 from equss.config import load_config
 from equss.errors import EqussError, Interrupted
 from equss.pipeline.checkpoint import load_checkpoint
@@ -76,12 +76,6 @@ def test_nan_loss_stops_with_message_and_keeps_last_good_checkpoint(data_root, t
     with pytest.raises(EqussError, match="loss is nan at step 2"):
         trainer.fit()
     assert load_checkpoint(tmp_path / "last.pt")["step"] == 2
-
-
-def run_cli(args, capsys):
-    code = cli.main(args)
-    err = capsys.readouterr().err.strip().splitlines()
-    return code, err
 
 
 @pytest.mark.parametrize("args, message", [

@@ -9,7 +9,12 @@
 | :mod:`~equss.paper.curves` | learning curves: step choice on validation, checkpoint selection |
 | :mod:`~equss.paper.trace` | every table number against its run record |
 | :mod:`~equss.paper.quoted` | the paper's numbers, marked quoted |
-| :mod:`~equss.paper.notebooks` | the papermill runner behind ``make reproduce-*`` |
+| :mod:`~equss.paper.notebooks` | the papermill runner behind ``equss reproduce`` |
+| :mod:`~equss.paper.compare` | a reproduction's numbers beside the committed ones |
+| :mod:`~equss.paper.rebuild` | every committed table, Markdown and claim regenerated from the records |
+
+In a notebook, an :class:`~equss.errors.EqussError` (missing data, a bad value) shows as its one line,
+not a traceback through the package; the cell still fails, so Run All and papermill stop there.
 """
 from equss.paper.figures import collect_codes, colorize, entropy_analysis, n_test_images, predictions, spread_indices
 from equss.paper.runs import (baseline, config, preset_for, results_dir, run, run_dir, seeds_for, setup,
@@ -19,3 +24,22 @@ from equss.paper.tables import row, save_provenance, save_table, show, summary
 __all__ = ["baseline", "collect_codes", "colorize", "config", "entropy_analysis", "predictions", "preset_for", "results_dir",
            "row", "run", "run_dir", "save_provenance", "save_table", "seeds_for", "setup", "show",
            "n_test_images", "spread_indices", "step_evaluations", "summary", "validation_curve"]
+
+
+def _one_line_errors() -> None:
+    """Under IPython: show an EqussError as ``equss: error: ...`` (one line per problem)."""
+    try:
+        ip = get_ipython()  # noqa: F821 - defined inside IPython only
+    except NameError:
+        return
+    from equss.errors import EqussError
+
+    def handler(shell, etype, value, tb, tb_offset=None):
+        for line in str(value).splitlines() or [etype.__name__]:
+            print(f"equss: error: {line}")
+        return []
+
+    ip.set_custom_exc((EqussError,), handler)
+
+
+_one_line_errors()

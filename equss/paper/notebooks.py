@@ -199,7 +199,9 @@ def execute(name: str, scale: str = "proxy", results: str | None = None, data_ro
     (results_path / "notebooks").mkdir(parents=True, exist_ok=True)
     params = {"scale": scale, "results_dir": _portable(results_path), "device": device}
     # the data root, resolved once, reaches the kernel as EQUSS_DATA (no machine path in the notebook)
-    root = ensure_camvid(data_root) if scale in ("smoke", "proxy") else (
+    from equss.data.synthetic import smoke_data_root
+
+    root = smoke_data_root(data_root).resolve() if scale == "smoke" else ensure_camvid(data_root) if scale == "proxy" else (
         paths.data_root(data_root, must_exist=False).resolve() if data_root or os.environ.get("EQUSS_DATA") else None)
     params.update(extra or {})
     dst = results_path / "notebooks" / f"{name}.ipynb"

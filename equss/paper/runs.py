@@ -83,6 +83,10 @@ def setup(scale: str, results: str | None = None, data_root: str | None = None, 
     applied to every config: e.g. a paper-scale dry run with ``train.steps=2``)."""
     out = results_dir(scale, results)
     (out / "runs").mkdir(parents=True, exist_ok=True)
+    if scale == "smoke" and data_root is None:  # no data given: the generated smoke set (equss.data.synthetic)
+        from equss.data.synthetic import smoke_data_root
+
+        data_root = str(smoke_data_root())
     common = list(overrides or [])
     steps, source = (chosen_steps(out), out / "learning_curves.json") if scale == "proxy" else (None, None)
     if scale == "proxy" and steps is None and COMMITTED.joinpath(scale).resolve() != out.resolve():
