@@ -107,9 +107,11 @@ class TrainConfig:
     lr: float = 3e-4              # model (head + codebooks)
     probe_lr: float = 3e-3        # cluster and linear probes
     clip_grad: float = 10.0       # on the model parameters only, as the official train.py; 0 = none (STEGO)
-    # mixed precision: fp16 autocast + GradScaler on CUDA (official EQUSS), bfloat16 autocast
-    # on a CPU with native bf16 (AMX / AVX-512 BF16), off elsewhere (equss.device.amp_dtype)
+    # mixed precision on CUDA: fp16 autocast + GradScaler (official EQUSS); on a CPU see cpu_amp
     amp: bool = True
+    # CPU autocast (equss.device.amp_dtype): off = fp32, one numeric path on every CPU (the committed
+    # reproduction); bf16; auto = bf16 only where a measurement on this machine shows it pays
+    cpu_amp: str = "off"
     seed: int = 0
     val_every: int = 500
     ckpt_every: int = 500
@@ -156,6 +158,8 @@ class Config:
         d.pop("name")
         d["data"].pop("data_root")
         d["train"].pop("device")
+        if d["train"].get("cpu_amp") == "off":  # fp32 on CPU: the numeric path every key before the field had
+            d["train"].pop("cpu_amp")
         d.pop("eval")
         blob = json.dumps(d, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
@@ -196,7 +200,7 @@ RULES: list[tuple] = [
     ("train.lr", ">0"), ("train.probe_lr", ">0"), ("train.clip_grad", ">=0", "0 = no clipping"),
     ("train.seed", f"[0,{2**32 - 1}]", "numpy's seeds are 32-bit"),
     ("train.val_every", ">=0", "0 = no validation"), ("train.ckpt_every", ">=1"), ("train.log_every", ">=1"),
-    ("train.num_workers", ">=0"), ("train.input_path", ("auto", "cache", "online")),
+    ("train.num_workers", ">=0"), ("train.cpu_amp", ("off", "auto", "bf16")), ("train.input_path", ("auto", "cache", "online")),
     ("train.device", re.compile(r"auto|cpu|cuda(:\d+)?"), "auto, cpu, cuda or cuda:N"),
     ("train.backbone", re.compile(r"\S+"), "a backbone name"),
 ]

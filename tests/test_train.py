@@ -170,14 +170,13 @@ def test_fused_adam_is_the_same_update_as_the_reference_adam():
 
 
 def test_bf16_autocast_path_runs_on_cpu_and_checkpoints_load_in_fp32(data_root, tmp_path, monkeypatch):
-    """bf16 autocast forced on this CPU whatever its bf16 support (so it may be slow; nothing
-    is timed): the head runs in bf16, PQ / correlation loss / probes in fp32, losses are
+    """bf16 autocast asked for on this CPU (train.cpu_amp=bf16) whatever its bf16 support (so it may be slow;
+    nothing is timed): the head runs in bf16, PQ / correlation loss / probes in fp32, losses are
     finite, shapes as in fp32, and the checkpoint holds fp32 weights that load into a model."""
     import equss.pipeline.train as train_mod
     from equss.pipeline.checkpoint import model_from_checkpoint
 
-    monkeypatch.setattr(train_mod, "amp_dtype", lambda device, enabled=True: torch.bfloat16)
-    cfg = smoke_cfg(data_root, **{"train.steps": 2})
+    cfg = smoke_cfg(data_root, **{"train.steps": 2, "train.cpu_amp": "bf16"})  # asked for, not detected
     trainer = Trainer(cfg, tmp_path / "bf16", progress=False)
     assert trainer.use_amp and trainer.amp_dtype == torch.bfloat16
 

@@ -183,7 +183,7 @@ class Trainer:
         }
         # autocast: fp16 + GradScaler on CUDA as the official train.py (GradScaler(init_scale=2048,
         # growth_interval=1000), l.394 @da82dea); bf16 on a CPU with native support (no scaler needed)
-        self.amp_dtype = amp_dtype(self.device, tc.amp)
+        self.amp_dtype = amp_dtype(self.device, tc.amp, tc.cpu_amp)
         self.use_amp = self.amp_dtype is not None
         self.scaler = torch.amp.GradScaler("cuda", init_scale=2048, growth_interval=1000,
                                            enabled=self.use_amp and self.device.type == "cuda")
@@ -202,6 +202,10 @@ class Trainer:
         self.train_set = make_dataset(cfg, cfg.data.train_split, train=True)
         self.val_set = make_dataset(cfg, cfg.data.val_split) if cfg.train.val_every else None
         self.n_classes = self.train_set.n_classes
+        if self.n_classes + cfg.model.extra_clusters < 1:
+            raise EqussError(f"dataset {cfg.data.dataset!r} has no classes (an unlabelled folder has no classes.txt), so "
+                             "the cluster probe would have no cluster: set model.extra_clusters=K, the number of "
+                             "clusters to find (e.g. --set model.extra_clusters=8)")
         self.backbone = make_backbone(cfg, device=self.device)
         self.in_dim = self.backbone.embed_dim
         self.weights_id = self.backbone.weights_id  # which weights file: recorded in provenance
