@@ -82,8 +82,19 @@ def resolve_list_entry(camvid_dir: Path, entry: str) -> Path:
     return path
 
 
+def camvid_sequence(name: str) -> str:
+    """The driving sequence of a CamVid frame: the file-name prefix before the first ``_``
+    (``test/0001TP_008550`` -> ``0001TP``, ``Seq05VD_f02370`` -> ``Seq05VD``; the test split is 171
+    frames of Seq05VD and 62 of 0001TP).  A name without ``_`` is its own sequence."""
+    stem = str(name).replace("\\", "/").rsplit("/", 1)[-1]
+    return stem.split("_", 1)[0] if "_" in stem else stem
+
+
 class CamVid(SegDataset):
     info = INFO
+
+    def sequence(self, index: int) -> str:
+        return camvid_sequence(self.samples[index // self._n_per].sample_id)
 
     def _build_index(self):
         d = require_dir(self.root / INFO.folder, "camvid",

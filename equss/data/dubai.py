@@ -28,6 +28,7 @@ once and cached in ``cache_dir('datasets')``.
 """
 from __future__ import annotations
 
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -106,6 +107,11 @@ def grid_boxes(width: int, height: int, size: int = DUBAI_CROP):
 class DubaiAerial(SegDataset):
     info = INFO5
     grouping: dict[int, int] | None = None
+
+    def sequence(self, index: int) -> str:
+        """The photo a crop is cut from (``tile8/image_part_003``): its crops are neighbours."""
+        image = Path(self.samples[index // self._n_per].image)
+        return f"{image.parent.parent.name}/{image.stem}"
 
     def _build_index(self):
         d = require_dir(self.root / DUBAI_FOLDER, self.info.name, _HINT)

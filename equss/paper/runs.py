@@ -12,7 +12,8 @@ instead of silently reused.  A run that is retrained starts from an empty folder
 appended log, no stale ``best.pt``).
 
 Run records: with ``records=DIR`` every run also writes ``DIR/<run name>/`` with its
-resolved config, training log, evaluation JSON and provenance (no checkpoints): what the
+resolved config, training log, evaluation JSON, per-image confusion counts
+(``*.per_image.npz``, :mod:`equss.eval.per_image`) and provenance (no checkpoints): what the
 results folder commits, so every number in a table traces to one record.
 """
 from __future__ import annotations
@@ -26,7 +27,6 @@ from pathlib import Path
 from equss.config import Config, load_config
 from equss.locks import folder_lock
 from equss.paths import cache_dir
-from equss.io import write_json
 from equss.progress import note
 from equss.provenance import running_code_fingerprint
 
@@ -175,11 +175,15 @@ def run(cfg: Config, crf: bool = False, flip: bool | None = None, progress: bool
 
 
 def record(folder: Path, dest: Path) -> Path:
-    """Copy a run's record (config, log, evaluations, provenance; no checkpoints) to ``dest``."""
+    """Copy a run's record (config, log, evaluations and their per-image counts, provenance; no
+    checkpoints) to ``dest``."""
+    from equss.eval.per_image import SUFFIX
+
     dest.mkdir(parents=True, exist_ok=True)
     for f in sorted(folder.iterdir()):
         if f.name in ("config.yaml", "log.jsonl", "provenance.json", "baseline.json") or (
-                f.name.startswith("eval") and f.suffix == ".json"):
+                f.name.startswith("eval") and f.suffix == ".json") or (
+                f.name.startswith(("eval", "baseline")) and f.name.endswith(SUFFIX)):
             shutil.copyfile(f, dest / f.name)
     return dest
 
@@ -195,7 +199,7 @@ def describe(cfg: Config) -> str:
 
 def _train_and_evaluate(cfg: Config, folder: Path, done: Path, crf: bool, flip: bool, progress: bool,
                         retrain: bool) -> dict:
-    from equss.pipeline.evaluate import evaluate_checkpoint
+    from equss.pipeline.evaluate import evaluate_checkpoint, write_evaluation
     from equss.pipeline.train import train
 
     if retrain or not (folder / "provenance.json").is_file():
@@ -207,7 +211,7 @@ def _train_and_evaluate(cfg: Config, folder: Path, done: Path, crf: bool, flip: 
         train(cfg, folder, resume=resume, overwrite=not resume, progress=progress)
     result = evaluate_checkpoint(folder / "best.pt", out=None, crf=crf, flip=flip, device=cfg.train.device,
                                  data_root=cfg.data.data_root, progress=progress)
-    write_json(done, result)
+    write_evaluation(done, result)
     return result
 
 
@@ -215,7 +219,7 @@ def step_evaluations(cfg: Config, result: dict, records: str | os.PathLike | Non
     """Test evaluations of every kept checkpoint (``step_<N>.pt``, ``train.keep_checkpoints``) of a
     run of ``cfg`` returned by :func:`run`: ``{N: eval dict}``, cached as ``eval_step_<N>.json`` in the run
     folder (and so in its record)."""
-    from equss.pipeline.evaluate import evaluate_checkpoint
+    from equss.pipeline.evaluate import evaluate_checkpoint, write_evaluation
 
     folder = Path(result["run_dir"])
     out = {}
@@ -225,9 +229,9 @@ def step_evaluations(cfg: Config, result: dict, records: str | os.PathLike | Non
         if not done.is_file():
             with folder_lock(folder, wait=True):
                 if not done.is_file():
-                    write_json(done, evaluate_checkpoint(ckpt, out=None, crf=False, flip=cfg.eval.flip,
-                                                         device=cfg.train.device, data_root=cfg.data.data_root,
-                                                         progress=progress))
+                    write_evaluation(done, evaluate_checkpoint(ckpt, out=None, crf=False, flip=cfg.eval.flip,
+                                                               device=cfg.train.device, data_root=cfg.data.data_root,
+                                                               progress=progress))
         out[step] = {**json.loads(done.read_text()), "run": result["run"], "eval_file": done.name}
     if records:
         record(folder, Path(records) / result["run"])

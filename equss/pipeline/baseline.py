@@ -6,6 +6,9 @@
   Hungarian matching (:class:`equss.eval.metrics.UnsupervisedMetrics`).
 * Linear: a 1x1 convolution trained with cross-entropy on the frozen training features
   (logits upsampled to the label size, as STEGO's linear probe), evaluated on the split.
+
+``baseline.json`` and, beside it, ``baseline.per_image.npz`` (every image's counts before
+matching: :mod:`equss.eval.per_image`).
 """
 from __future__ import annotations
 
@@ -21,7 +24,6 @@ from equss.errors import EqussError
 from equss.pipeline.inputs import resize_labels
 from equss.eval.metrics import UnsupervisedMetrics
 from equss.device import device_description
-from equss.io import write_json
 from equss.provenance import provenance
 
 
@@ -94,12 +96,14 @@ def train_linear(cache, n_classes: int, epochs: int = 10, lr: float = 3e-3, batc
 
 @torch.no_grad()
 def evaluate_baseline(centroids, probe, cache, n_classes: int, extra_clusters: int = 0, device="cpu",
-                      progress: bool = True) -> dict:
+                      progress: bool = True, image_ids=None, sequences=None) -> dict:
+    """Cluster (k-means, Hungarian) and linear numbers; ``result["per_image"]`` the per-image counts."""
+    from equss.eval.per_image import PerImageConfusions
     from equss.pipeline.evaluate import summarize
     from equss.model.upsample import cluster_inner_products
 
-    km = UnsupervisedMetrics(n_classes, extra_clusters=extra_clusters, compute_hungarian=True)
-    lin = UnsupervisedMetrics(n_classes, compute_hungarian=False)
+    km = UnsupervisedMetrics(n_classes, extra_clusters=extra_clusters, compute_hungarian=True, per_image=True)
+    lin = UnsupervisedMetrics(n_classes, compute_hungarian=False, per_image=True)
     cent = centroids.to(device)
     for i in progress_bar(range(len(cache)), desc="eval baseline", disable=not progress, dynamic_ncols=True):
         feats, label = cache.batch([i])
@@ -108,14 +112,16 @@ def evaluate_baseline(centroids, probe, cache, n_classes: int, extra_clusters: i
         # without materialising them (equss/model/upsample.py)
         km.update(cluster_inner_products(feats, cent, label.shape[-2:]).argmax(1).cpu(), label)
         lin.update(F.interpolate(probe(feats), label.shape[-2:], mode="bilinear", align_corners=False).argmax(1).cpu(), label)
-    return {"cluster": summarize(km), "linear": summarize(lin)}
+    ids = image_ids if image_ids is not None else [str(i) for i in range(len(cache))]
+    return {"cluster": summarize(km), "linear": summarize(lin),
+            "per_image": PerImageConfusions.from_metrics({"cluster": km, "linear": lin}, ids, sequences)}
 
 
 def run_baseline(cfg, out=None, device="auto", progress: bool = True, patches: int = 100_000,
                  linear_epochs: int = 10) -> dict:
     from equss.data.features import get_or_build_features
     from equss.device import resolve_device
-    from equss.pipeline.evaluate import require_labels
+    from equss.pipeline.evaluate import dataset_ids, require_labels, write_evaluation
     from equss.pipeline.inputs import make_backbone, make_dataset
 
     if int(linear_epochs) < 1 or int(patches) < 1:
@@ -135,8 +141,9 @@ def run_baseline(cfg, out=None, device="auto", progress: bool = True, patches: i
     centroids = spherical_kmeans(_sample_patches(train_cache, patches, cfg.train.seed), k, seed=cfg.train.seed)
     probe = train_linear(train_cache, train_set.n_classes, epochs=linear_epochs, seed=cfg.train.seed, device=dev,
                          label_size=cfg.data.probe_label_size, progress=progress)
+    ids, seqs = dataset_ids(test_set)
     result = evaluate_baseline(centroids, probe, test_cache, train_set.n_classes, cfg.model.extra_clusters,
-                               device=dev, progress=progress)
+                               device=dev, progress=progress, image_ids=ids, sequences=seqs)
     result["provenance"] = provenance(
         what="raw backbone baseline: spherical k-means + linear probe", scale=cfg.scale, dataset=cfg.data.dataset,
         train_split=cfg.data.train_split, eval_split=cfg.data.test_split, n_train=len(train_set), n_eval=len(test_set),
@@ -144,7 +151,7 @@ def run_baseline(cfg, out=None, device="auto", progress: bool = True, patches: i
         eval_resolution=cfg.data.eval_resolution, k=k, patches=patches, linear_epochs=linear_epochs,
         seed=cfg.train.seed, device=device_description(dev), wall_s=round(time.time() - t0, 2))
     if out:
-        write_json(Path(out) / "baseline.json", result)
+        write_evaluation(Path(out) / "baseline.json", result)
     return result
 
 

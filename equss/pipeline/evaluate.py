@@ -11,7 +11,10 @@ evaluating several checkpoints never recomputes the backbone.
 
 Output: ``eval.json`` with every number, per-class IoU, the confusion matrices, the
 cluster->class assignment and the provenance (commit, config, checkpoint, data, backbone
-weights, device).  A checkpoint is only evaluated with the backbone weights it was trained on.
+weights, device), and beside it ``eval.per_image.npz``: every image's confusion counts before
+matching, with image ids and sequences (:mod:`equss.eval.per_image`), from which every number
+of the JSON is recomputed exactly.  A checkpoint is only evaluated with the backbone weights it
+was trained on.
 """
 from __future__ import annotations
 
@@ -26,6 +29,7 @@ import torch
 from equss.config import Config
 from equss.errors import EqussError
 from equss.eval.metrics import UnsupervisedMetrics
+from equss.eval.per_image import PerImageConfusions, per_image_path
 from equss.device import device_description
 from equss.io import write_json
 from equss.progress import bar as progress_bar
@@ -39,6 +43,27 @@ def require_labels(cache, what: str, fix: str) -> int:
     if n == 0:
         raise EqussError(f"{what} has no labelled pixels (every label is ignore), so there is nothing to evaluate; {fix}")
     return n
+
+
+def write_evaluation(path: str | os.PathLike, result: dict) -> Path:
+    """Write an evaluation: its per-image counts (``result["per_image"]``, a
+    :class:`~equss.eval.per_image.PerImageConfusions`) to ``<name>.per_image.npz`` first, then the
+    JSON (without them, naming the archive in ``per_image_file``): a finished JSON implies its
+    archive.  A result without per-image counts is written as JSON alone."""
+    path = Path(path)
+    doc = dict(result)
+    per_image = doc.pop("per_image", None)
+    if per_image is not None:
+        doc["per_image_file"] = per_image.save(per_image_path(path)).name
+    return write_json(path, doc)
+
+
+def dataset_ids(dataset) -> tuple[list[str], list[str | None]]:
+    """Sample ids and sequences (None where the dataset names none) of every item of ``dataset``."""
+    from equss.pipeline.inputs import sample_id_of, sequence_of
+
+    n = len(dataset)
+    return [sample_id_of(dataset, i) for i in range(n)], [sequence_of(dataset, i) for i in range(n)]
 
 
 def summarize(metric: UnsupervisedMetrics, class_names=None) -> dict:
@@ -56,23 +81,27 @@ def summarize(metric: UnsupervisedMetrics, class_names=None) -> dict:
 @torch.no_grad()
 def evaluate_cached(model, cache, n_classes: int, cfg: Config, device="cpu", flip_cache=None,
                     crf: bool = False, images=None, batch_size: int = 2, workers: int = 1,
-                    progress: bool = True, class_names=None, collect: bool = False) -> dict:
+                    progress: bool = True, class_names=None, collect: bool = False, image_ids=None,
+                    sequences=None) -> dict:
     """Evaluate ``model`` on cached features; with ``crf`` also on CRF-refined predictions.
 
     ``images``: the dataset (for the CRF's RGB input).  ``collect``: also return the
-    predictions (uint8 arrays) for figures.
+    predictions (uint8 arrays) for figures.  ``result["per_image"]``: every image's counts
+    (:class:`~equss.eval.per_image.PerImageConfusions`, ids ``image_ids`` (default: the
+    indices) and ``sequences``); :func:`write_evaluation` writes them beside the JSON.
     """
     model.eval()
     device = torch.device(device)
     extra = cfg.model.extra_clusters
-    metrics = {"cluster": UnsupervisedMetrics(n_classes, extra_clusters=extra, compute_hungarian=True),
-               "linear": UnsupervisedMetrics(n_classes, compute_hungarian=False)}
+    metrics = {"cluster": UnsupervisedMetrics(n_classes, extra_clusters=extra, compute_hungarian=True, per_image=True),
+               "linear": UnsupervisedMetrics(n_classes, compute_hungarian=False, per_image=True)}
     pool = None
     if crf:
         from equss.eval.crf import crf_batch, worker_pool
 
-        metrics["cluster_crf"] = UnsupervisedMetrics(n_classes, extra_clusters=extra, compute_hungarian=True)
-        metrics["linear_crf"] = UnsupervisedMetrics(n_classes, compute_hungarian=False)
+        metrics["cluster_crf"] = UnsupervisedMetrics(n_classes, extra_clusters=extra, compute_hungarian=True,
+                                                     per_image=True)
+        metrics["linear_crf"] = UnsupervisedMetrics(n_classes, compute_hungarian=False, per_image=True)
         if images is None:
             raise ValueError("CRF evaluation needs the image dataset")
         if workers > 1:  # one pool for the whole evaluation, not one per batch (seconds each)
@@ -116,6 +145,8 @@ def evaluate_cached(model, cache, n_classes: int, cfg: Config, device="cpu", fli
             pool.terminate()
             pool.join()
     result = {k: summarize(m, class_names) for k, m in metrics.items()}
+    result["per_image"] = PerImageConfusions.from_metrics(
+        metrics, image_ids if image_ids is not None else [str(i) for i in range(n)], sequences)
     if collect:
         result["predictions"] = preds_out
     return result
@@ -124,7 +155,9 @@ def evaluate_cached(model, cache, n_classes: int, cfg: Config, device="cpu", fli
 def evaluate_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike | None = None, split: str | None = None,
                         crf: bool = False, flip: bool | None = None, device: str = "auto", workers: int = 1,
                         data_root: str | None = None, progress: bool = True) -> dict:
-    """Load a checkpoint, evaluate it on ``split`` (default: the config's test split), write eval.json."""
+    """Load a checkpoint, evaluate it on ``split`` (default: the config's test split), write eval.json
+    (and eval.per_image.npz) to ``out``; the result keeps the per-image counts in ``per_image``
+    (write it with :func:`write_evaluation`)."""
     from equss.data.features import get_or_build_features
     from equss.device import keep_freed_memory, resolve_device
     from equss.pipeline.inputs import HFlip, make_backbone, make_dataset
@@ -154,9 +187,10 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike | 
     require_labels(cache, f"{cfg.data.dataset} split {split!r}", "pass a labelled --split")
     flip_cache = get_or_build_features(backbone, HFlip(dataset), device=dev, progress=progress) if flip else None
     del backbone
+    ids, seqs = dataset_ids(dataset)
     result = evaluate_cached(model, cache, dataset.n_classes, cfg, device=dev, flip_cache=flip_cache, crf=crf,
                              images=dataset, workers=workers, progress=progress,
-                             class_names=dataset.class_names)
+                             class_names=dataset.class_names, image_ids=ids, sequences=seqs)
     result["provenance"] = provenance(
         checkpoint=str(checkpoint), checkpoint_step=state.get("step"), config=cfg.to_dict(), config_key=cfg.key(),
         scale=cfg.scale, dataset=cfg.data.dataset, split=split, n_images=len(dataset),
@@ -164,7 +198,7 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike | 
         device=device_description(dev), wall_s=round(time.time() - t0, 2),
         train_provenance=state.get("provenance"))
     if out:
-        write_json(Path(out) / "eval.json", result)
+        write_evaluation(Path(out) / "eval.json", result)
     return result
 
 

@@ -46,6 +46,22 @@ class FirstN(Dataset):
             raise IndexError(i)
         return self.base[i]
 
+    def sample_id(self, i: int) -> str:
+        return sample_id_of(self.base, i)
+
+    def sequence(self, i: int) -> str | None:
+        return sequence_of(self.base, i)
+
+
+def sample_id_of(dataset, i: int) -> str:
+    """``dataset.sample_id(i)``, or the index for a dataset without ids."""
+    return dataset.sample_id(i) if hasattr(dataset, "sample_id") else str(i)
+
+
+def sequence_of(dataset, i: int) -> str | None:
+    """``dataset.sequence(i)``, or None for a dataset without sequences."""
+    return dataset.sequence(i) if hasattr(dataset, "sequence") else None
+
 
 class HFlip(Dataset):
     """The horizontally flipped dataset (for flip-averaged evaluation from the cache)."""
@@ -69,6 +85,12 @@ class HFlip(Dataset):
     def __getitem__(self, i):
         img, label = self.base[i][:2]
         return img.flip(-1), label.flip(-1)
+
+    def sample_id(self, i: int) -> str:
+        return sample_id_of(self.base, i)
+
+    def sequence(self, i: int) -> str | None:
+        return sequence_of(self.base, i)
 
 
 def make_backbone(cfg: Config, device: torch.device | str = "cpu", pretrained: bool = True):
