@@ -71,7 +71,19 @@ Design (issue 25)
   has an MDE but no power or runs needed.  Spreads are the observed ones, so at 3 seeds these
   figures are themselves rough.
 
-Not here yet: an image-level bootstrap interval (the records keep no per-image confusion matrices).
+* **Test-set uncertainty (bootstrap).**  The seed intervals above say how the estimate varies with
+  training; the test images are one fixed sample, too.  Where the records hold per-image confusion
+  counts (``*.per_image.npz`` beside each evaluation, :mod:`equss.eval.per_image`), each claim on a
+  test-set metric (Tables 1-3: unsupervised / linear mIoU and Acc) also gets two percentile
+  intervals (:func:`bootstrap_interval`): the test images resampled with replacement (``boot_image``),
+  and whole sequences resampled (``boot_sequence``: CamVid's 233 test frames are 171 + 62 frames of
+  two drives, so the effective sample is nearer 2 than 233; an image of a dataset without sequences is
+  its own).  Each resample re-weights every run's per-image counts with the *same* multiplicities
+  (all runs saw the same images), sums them, applies that run's split-level Hungarian matching *held
+  fixed* (the matching is part of the evaluated model, not re-fitted per resample; ``rematch=True``
+  re-fits it) and recomputes the claim's estimate (the contrast of arm means over seeds; for "Q3 best"
+  the margin to the closest arm).  These columns (``BOOT_COLUMNS``) appear only when the records hold
+  per-image counts; a claim they do not cover says why in ``boot_note``.
 """
 from __future__ import annotations
 
@@ -290,13 +302,23 @@ class Verdict:
     design: _Design | None = field(default=None, repr=False)
     robust: bool = True           # Fig. 4c: the sign survives leaving out each class
     bonferroni_interval: tuple = field(default=(math.nan, math.nan), repr=False)
+    # test-set bootstrap (BOOT_COLUMNS; None: the records hold no per-image counts, columns left out)
+    boot: dict | None = field(default=None, repr=False)
+    boot_spec: dict | None = field(default=None, repr=False)  # what to resample: arms, contrasts, metric
 
     COLUMNS = ("claim", "source", "metric", "estimate", "low", "high", "p", "p_holm", "test", "n", "unit", "power",
                "mde", "n_needed", "n_needed_single", "paper_effect", "alpha_power", "verdict", "note", "recipe")
 
-    def row(self) -> dict:
+    BOOT_COLUMNS = ("boot_image_low", "boot_image_high", "boot_sequence_low", "boot_sequence_high", "boot_units",
+                    "boot_note")
+
+    def row(self, boot: bool = False) -> dict:
         d = asdict(self)
-        return {k: d[k] for k in self.COLUMNS}
+        out = {k: d[k] for k in self.COLUMNS}
+        if boot:
+            b = self.boot or {}
+            out.update({k: b.get(k, math.nan if k.endswith(("low", "high")) else "") for k in self.BOOT_COLUMNS})
+        return out
 
 
 def holm(p: Sequence[float], alpha: float = ALPHA) -> np.ndarray:
@@ -556,6 +578,201 @@ def _join(*parts: str) -> str:
     return "; ".join(p for p in parts if p)
 
 
+# ---------------------------------------------------------------------------- test-set bootstrap
+BOOT_N = 2000      # resamples
+BOOT_SEED = 0      # numpy.random.default_rng seed of every interval (the same draws for every claim)
+METRIC_GROUPS = {"unsup_miou": ("cluster", "mIoU"), "unsup_acc": ("cluster", "Accuracy"),
+                 "linear_miou": ("linear", "mIoU"), "linear_acc": ("linear", "Accuracy")}
+
+
+@dataclass
+class RunCounts:
+    """One run's per-image counts of one evaluated group, with its split-level matching."""
+    counts: np.ndarray            # (n_images, rows, n_classes), int64, before matching
+    image_ids: list
+    sequences: list
+    class_rows: list              # row of ``counts`` matched to each class (split-level Hungarian)
+    unmatched: list               # rows summed into STEGO's extra row
+    extra_row: bool
+    settings: dict                # UnsupervisedMetrics arguments (for ``rematch``)
+
+    @classmethod
+    def of(cls, per_image, group: str) -> "RunCounts":
+        """From a :class:`equss.eval.per_image.PerImageConfusions` (the matching of its summed counts)."""
+        m = per_image.matching(group)
+        return cls(per_image.groups[group].astype(np.int64), list(per_image.image_ids), list(per_image.sequences),
+                   m["class_rows"], m["unmatched"], m["extra_row"], dict(per_image.settings[group]))
+
+    def reorder(self, ids: Sequence[str]) -> "RunCounts":
+        pos = {i: k for k, i in enumerate(self.image_ids)}
+        take = [pos[i] for i in ids]
+        return RunCounts(self.counts[take], list(ids), [self.sequences[k] for k in take], self.class_rows,
+                         self.unmatched, self.extra_row, self.settings)
+
+    def values(self, weights: np.ndarray, metric: str, rematch: bool = False) -> np.ndarray:
+        """``metric`` ("mIoU" or "Accuracy", percent) of every row of ``weights`` ((B, n_images) image
+        multiplicities): the counts re-weighted and summed, matched with the split's matching held fixed
+        (``rematch``: Hungarian re-fitted on each resample)."""
+        from equss.eval.metrics import UnsupervisedMetrics, matched_histogram
+
+        stats = np.tensordot(np.asarray(weights, dtype=np.int64), self.counts, 1)  # (B, rows, n_classes)
+        if rematch:
+            return np.array([UnsupervisedMetrics.from_stats(st, **self.settings).compute()[metric] for st in stats])
+        hist = matched_histogram(stats, self.class_rows, self.unmatched, self.extra_row).astype(np.float64)
+        if metric == "Accuracy":
+            with np.errstate(divide="ignore", invalid="ignore"):
+                return 100.0 * np.trace(hist, axis1=-2, axis2=-1) / hist.sum((-2, -1))
+        if metric != "mIoU":
+            raise ValueError(f"unknown metric {metric!r} (mIoU, Accuracy)")
+        tp = np.diagonal(hist, axis1=-2, axis2=-1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            iou = tp / (hist.sum(-2) + hist.sum(-1) - tp)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a resample with every class absent: NaN
+            return 100.0 * np.nanmean(iou, axis=-1)
+
+
+def resample_weights(sequences: Sequence[str], n_boot: int, unit: str, rng: np.random.Generator) -> np.ndarray:
+    """``(n_boot, n_images)`` multiplicities of a bootstrap.  ``unit="image"``: resample ``b`` draws
+    ``rng.integers(0, n, n)`` image positions (n images); ``unit="sequence"``: it draws
+    ``rng.integers(0, k, k)`` of the k sequences (in order of first appearance) and every image weighs
+    as often as its sequence was drawn.  Resamples are drawn one after the other from ``rng``."""
+    seqs = [str(x) for x in sequences]
+    n = len(seqs)
+    if unit == "image":
+        out = np.zeros((n_boot, n), dtype=np.int64)
+        for b in range(n_boot):
+            out[b] = np.bincount(rng.integers(0, n, n), minlength=n)
+        return out
+    if unit != "sequence":
+        raise ValueError(f"unit must be 'image' or 'sequence', got {unit!r}")
+    names = list(dict.fromkeys(seqs))
+    of = np.array([names.index(x) for x in seqs])
+    k = len(names)
+    out = np.zeros((n_boot, n), dtype=np.int64)
+    for b in range(n_boot):
+        out[b] = np.bincount(rng.integers(0, k, k), minlength=k)[of]
+    return out
+
+
+@dataclass
+class Bootstrap:
+    estimate: float               # the statistic on the test set itself
+    low: float                    # percentile interval
+    high: float
+    sd: float                     # sd of the resampled statistic
+    unit: str                     # image | sequence
+    n_units: int
+    n_boot: int
+    level: float
+
+
+def bootstrap_interval(arms: Mapping[str, Sequence[RunCounts]], contrasts: Sequence[Mapping[str, float]],
+                       metric: str, unit: str = "image", n_boot: int = BOOT_N, level: float = LEVEL,
+                       seed: int = BOOT_SEED, rematch: bool = False) -> Bootstrap:
+    """Percentile bootstrap interval of ``min over contrasts of sum_arm w_arm * mean over the arm's runs of
+    metric`` (one contrast: A - B is ``{A: 1, B: -1}``, one arm's mean ``{A: 1}``; several: "best", the margin
+    to the closest) over test images (``unit="image"``) or whole sequences (``unit="sequence"``), every run
+    re-weighted with the same draw (:func:`resample_weights`), each with its split-level matching held fixed
+    (:meth:`RunCounts.values`).  All runs must hold the same images (they are aligned by image id)."""
+    runs = [r for rs in arms.values() for r in rs]
+    if not runs:
+        raise ValueError("no runs")
+    ids = runs[0].image_ids
+    if any(sorted(r.image_ids) != sorted(ids) for r in runs):
+        raise ValueError("the runs were evaluated on different images")
+    aligned = {a: [r if r.image_ids == ids else r.reorder(ids) for r in rs] for a, rs in arms.items()}
+    weights = resample_weights(runs[0].sequences, n_boot, unit, np.random.default_rng(seed))
+    weights = np.concatenate([np.ones((1, len(ids)), dtype=np.int64), weights])  # row 0: the test set itself
+    means = {a: np.mean([r.values(weights, metric, rematch) for r in rs], axis=0) for a, rs in aligned.items()}
+    stat = np.min([sum(w * means[a] for a, w in c.items()) for c in contrasts], axis=0)
+    boot = stat[1:]
+    low, high = np.percentile(boot, [50 * (1 - level), 50 * (1 + level)])
+    n_units = len(ids) if unit == "image" else len(set(runs[0].sequences))
+    return Bootstrap(float(stat[0]), float(low), float(high), float(np.std(boot, ddof=1)), unit, n_units, n_boot,
+                     level)
+
+
+class PerImageRecords:
+    """The per-image counts of a results folder's records, loaded on demand: ``get(run, eval_file)``."""
+
+    def __init__(self, runs_dir):
+        from pathlib import Path
+
+        self.root = Path(runs_dir)
+        self._cache: dict = {}
+
+    def files(self) -> list:
+        from equss.eval.per_image import SUFFIX
+
+        return sorted(self.root.glob(f"*/*{SUFFIX}")) if self.root.is_dir() else []
+
+    def get(self, run: str, eval_file: str):
+        from equss.eval.per_image import PerImageConfusions, per_image_path
+
+        key = (str(run), str(eval_file))
+        if key not in self._cache:
+            path = per_image_path(self.root / key[0] / key[1])
+            self._cache[key] = PerImageConfusions.load(path) if path.is_file() else None
+        return self._cache[key]
+
+
+def _boot_spec(df, metric: str, arm_col: str, contrasts: Sequence[Mapping[str, float]], **where) -> dict:
+    """What :func:`add_bootstrap` resamples for a claim: each arm's (run, eval file, group) per seed."""
+    arms = {}
+    for arm in dict.fromkeys(a for c in contrasts for a in c):
+        d = df[df[arm_col] == arm]
+        for k, v in where.items():
+            d = d[d[k] == v]
+        d = d.dropna(subset=["run"]) if "run" in d else d.iloc[0:0]
+        rows = []
+        for r in d.to_dict("records"):
+            crf = str(r.get("crf", False)).lower() == "true"
+            default = "baseline.json" if str(r["run"]).startswith("baseline-") else "eval.json"
+            ev = r.get("eval") if isinstance(r.get("eval"), str) and r.get("eval") else default
+            group, _ = METRIC_GROUPS[metric]
+            rows.append((str(r["run"]), ev, group + ("_crf" if crf else "")))
+        arms[arm] = rows
+    return {"arms": arms, "contrasts": [dict(c) for c in contrasts], "metric": metric}
+
+
+def add_bootstrap(verdicts: Sequence[Verdict], records: PerImageRecords, n_boot: int = BOOT_N,
+                  seed: int = BOOT_SEED) -> list[Verdict]:
+    """Fill every verdict's ``boot`` (the BOOT_COLUMNS): image- and sequence-level intervals where its
+    spec and the records' per-image counts allow, else a note why not."""
+    for v in verdicts:
+        spec = v.boot_spec
+        if spec is None:
+            v.boot = {"boot_note": "not a test-set metric of an evaluation (no per-image counts apply)"}
+            continue
+        missing = [f"{run}/{ev}" for rows in spec["arms"].values() for run, ev, _ in rows
+                   if records.get(run, ev) is None]
+        empty = [a for a, rows in spec["arms"].items() if not rows]
+        if empty or missing:
+            v.boot = {"boot_note": ("no runs for " + ", ".join(empty)) if empty else
+                      "no per-image counts in the records for " + ", ".join(missing)}
+            continue
+        group_metric = METRIC_GROUPS[spec["metric"]][1]
+        try:
+            arms = {a: [RunCounts.of(records.get(run, ev), g) for run, ev, g in rows]
+                    for a, rows in spec["arms"].items()}
+            res = {u: bootstrap_interval(arms, spec["contrasts"], group_metric, unit=u, n_boot=n_boot, seed=seed)
+                   for u in ("image", "sequence")}
+        except (ValueError, KeyError) as exc:
+            v.boot = {"boot_note": f"no bootstrap: {exc}"}
+            continue
+        im, sq = res["image"], res["sequence"]
+        runs = sum(len(r) for r in arms.values())
+        note = (f"percentile, {n_boot} resamples, split-level matching held fixed, the same draws for the "
+                f"{runs} runs; estimate from the per-image counts {im.estimate:+.4g}")
+        if sq.n_units < 5:
+            note += f"; only {sq.n_units} sequences: the sequence interval is crude"
+        v.boot = {"boot_image_low": im.low, "boot_image_high": im.high, "boot_sequence_low": sq.low,
+                  "boot_sequence_high": sq.high, "boot_units": f"{im.n_units} images / {sq.n_units} sequences",
+                  "boot_note": note, "estimate": im.estimate}
+    return list(verdicts)
+
+
 # ---------------------------------------------------------------------------- output
 def _fmt(v: float, digits: int = 2, sign: bool = True) -> str:
     if v is None or not math.isfinite(v):
@@ -573,18 +790,41 @@ def _fmt_n(n: float) -> str:
     return "—" if n is None or not math.isfinite(n) else f"{n:.0f}"
 
 
+def has_bootstrap(verdicts: Sequence[Verdict]) -> bool:
+    """Whether the test-set bootstrap columns are written (the records held per-image counts)."""
+    return any(v.boot is not None for v in verdicts)
+
+
+def _boot_text(v: Verdict) -> str:
+    b = v.boot or {}
+    if not math.isfinite(b.get("boot_image_low", math.nan)):
+        return "—"
+    return (f"[{_fmt(b['boot_image_low'])}, {_fmt(b['boot_image_high'])}] · "
+            f"[{_fmt(b['boot_sequence_low'])}, {_fmt(b['boot_sequence_high'])}] ({b['boot_units']})")
+
+
 def markdown(verdicts: Sequence[Verdict]) -> str:
     """The reviewer's table: claim, where, metric, verdict, estimate [interval], p raw -> Holm, n,
-    power / MDE / runs needed, test."""
+    power / MDE / runs needed, test (and, when the records hold per-image counts, the test-set
+    bootstrap intervals over images and over sequences)."""
+    boot = has_bootstrap(verdicts)
+    extra = " test-set bootstrap: images · sequences |" if boot else ""
     lines = ["| claim (paper) | where | metric | verdict | estimate [interval] | p → Holm | n "
-             "| power · MDE · n needed | test |", "|---|---|---|---|---|---|---|---|---|"]
+             "| power · MDE · n needed |" + extra + " test |", "|---|---|---|---|---|---|---|---|---|"
+             + ("---|" if boot else "")]
     for v in verdicts:
         interval = f"{_fmt(v.estimate)} [{_fmt(v.low)}, {_fmt(v.high)}]"
         pw = f"{_fmt(v.power, 2, False)} · {_fmt(v.mde, 2, False)} · {_fmt_n(v.n_needed)}"
         note = f" ({v.note})" if v.note else ""
+        bt = f" {_boot_text(v)} |" if boot else ""
         lines.append(f"| {v.claim} | {v.source} | {v.metric} | **{v.verdict}** | {interval} | "
-                     f"{_fmt_p(v.p)} → {_fmt_p(v.p_holm)} | {_fmt_n(v.n)} {v.unit} | {pw} | {v.test}{note} |")
+                     f"{_fmt_p(v.p)} → {_fmt_p(v.p_holm)} | {_fmt_n(v.n)} {v.unit} | {pw} |{bt} {v.test}{note} |")
     return "\n".join(lines) + "\n"
+
+
+def columns(verdicts: Sequence[Verdict]) -> list[str]:
+    """The CSV's columns: :attr:`Verdict.COLUMNS`, plus the bootstrap's when the records held per-image counts."""
+    return list(Verdict.COLUMNS) + (list(Verdict.BOOT_COLUMNS) if has_bootstrap(verdicts) else [])
 
 
 def write(verdicts: Sequence[Verdict], out_dir, name: str = "claims") -> None:
@@ -594,10 +834,11 @@ def write(verdicts: Sequence[Verdict], out_dir, name: str = "claims") -> None:
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    boot = has_bootstrap(verdicts)
     with open(out / f"{name}.csv", "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(Verdict.COLUMNS))
+        w = csv.DictWriter(fh, fieldnames=columns(verdicts))
         w.writeheader()
-        w.writerows(v.row() for v in verdicts)
+        w.writerows(v.row(boot) for v in verdicts)
     (out / f"{name}.md").write_text(markdown(verdicts))
 
 
@@ -605,7 +846,8 @@ def frame(verdicts: Sequence[Verdict]):
     """The verdicts as a DataFrame (the CSV's columns)."""
     import pandas as pd
 
-    return pd.DataFrame([v.row() for v in verdicts], columns=list(Verdict.COLUMNS))
+    boot = has_bootstrap(verdicts)
+    return pd.DataFrame([v.row(boot) for v in verdicts], columns=columns(verdicts))
 
 
 VERDICT_COLOURS = {HOLDS: "#c6efce", EQUIVALENT: "#ddebf7", CONTRADICTED: "#ffc7ce", INCONCLUSIVE: "#f2f2f2"}
@@ -619,7 +861,8 @@ def styled(verdicts: Sequence[Verdict]):
              "estimate [95% interval]": f"{_fmt(v.estimate)} [{_fmt(v.low)}, {_fmt(v.high)}]",
              "p (Holm)": _fmt_p(v.p_holm), "p (raw)": _fmt_p(v.p), "n": f"{_fmt_n(v.n)} {v.unit}",
              "power / MDE": f"{_fmt(v.power, 2, False)} / {_fmt(v.mde, 2, False)}",
-             "n for paper's effect": _fmt_n(v.n_needed), "test": v.test, "recipe per arm": v.recipe, "note": v.note}
+             "n for paper's effect": _fmt_n(v.n_needed), "test": v.test, "recipe per arm": v.recipe, "note": v.note,
+             **({"test-set bootstrap: images · sequences": _boot_text(v)} if has_bootstrap(verdicts) else {})}
             for v in verdicts]
     df = pd.DataFrame(rows)
     return (df.style.map(lambda s: f"background-color: {VERDICT_COLOURS.get(s, '')}; font-weight: bold",
@@ -648,7 +891,9 @@ def load_tables(results_dir) -> dict:
       baseline record, which has none, gives its ``baseline.json`` provenance as ``baseline.*``);
     * ``class_accuracy``: per-class accuracy (%) of every run named in ``fig4.csv``, from the matched
       confusion matrix of its ``eval.json`` (see the module docstring);
-    * ``fig4_meta``: ``histogram_bins`` of Fig. 4a's STEGO entropy (``fig4.provenance.json``)."""
+    * ``fig4_meta``: ``histogram_bins`` of Fig. 4a's STEGO entropy (``fig4.provenance.json``);
+    * ``per_image``: the records' per-image counts (:class:`PerImageRecords`), only when some record
+      holds them (then :func:`paper_claims` adds the test-set bootstrap columns)."""
     import json
     from pathlib import Path
 
@@ -683,6 +928,9 @@ def load_tables(results_dir) -> dict:
             acc += [{"run": run, "class_index": c, "accuracy": float(a)} for c, a in enumerate(per_class)]
         if acc:
             out["class_accuracy"] = pd.DataFrame(acc)
+    per_image = PerImageRecords(root / "runs")
+    if per_image.files():  # only then: a folder without them gives the claims of before (no bootstrap columns)
+        out["per_image"] = per_image
     prov = root / "fig4.provenance.json"
     if prov.is_file():
         bins = json.loads(prov.read_text()).get("histogram_bins")
@@ -808,6 +1056,8 @@ def _two_arms(df, metric, a, b, claim, source, cfg: _Configs, paper_effect=math.
     share, why = cfg.shares_batches({a: ra, b: rb})
     kw = dict(paper_effect=paper_effect, note=note, recipe=cfg.recipe({a: list(ra.values()), b: list(rb.values())}))
     label = METRIC_LABELS.get(metric, metric)
+    if metric in METRIC_GROUPS:  # a test-set metric: the bootstrap resamples the same rows' evaluations
+        kw["boot_spec"] = _boot_spec(df, metric, "method", [{a: 1, b: -1}], **where)
     if share and set(ya) == set(yb):
         seeds = sorted(ya)
         return paired([ya[s] for s in seeds], [yb[s] for s in seeds], claim, source, label, sign=sign, why=why, **kw)
@@ -877,7 +1127,10 @@ def paper_claims(tables: dict, power: bool = True) -> list[Verdict]:
     V += _fig4_claims(tables, cfg)
     V += _fig2_claims(tables, cfg)
     V += _fig6_claims(tables, cfg)
-    return finalize(V, power=power)
+    V = finalize(V, power=power)
+    if tables.get("per_image") is not None:  # the records hold per-image counts: test-set intervals
+        add_bootstrap(V, tables["per_image"])
+    return V
 
 
 TABLE3_ARMS = ("M1", "M2", "M3", "Q2", "Q3")
@@ -904,8 +1157,10 @@ def _table3_claims(t3, cfg: _Configs) -> list[Verdict]:
         V += [_table3_test(w, claim, note=rank, **test) for w, claim in TABLE3_CLAIMS]
         others = [o for o in TABLE3_ARMS if o != "Q3"]
         parts = [_table3_test({"Q3": 1, o: -1}, f"Q3 > {o}", **test) for o in others]
-        V.append(iut(parts, "Q3 best: Q3 > each other arm", note=rank, recipe=recipe,
-                     paper_effect=min(_quoted_contrast({"Q3": 1, o: -1}, m) for o in others)))
+        best = iut(parts, "Q3 best: Q3 > each other arm", note=rank, recipe=recipe,
+                   paper_effect=min(_quoted_contrast({"Q3": 1, o: -1}, m) for o in others))
+        best.boot_spec = _boot_spec(t3, m, "variant", [{"Q3": 1, o: -1} for o in others])
+        V.append(best)
     return V
 
 
@@ -918,6 +1173,12 @@ def _quoted_contrast(weights: Mapping[str, float], metric: str) -> float:
 def _table3_test(w, claim, t3, metric, fit, why, recipe, **kw) -> Verdict:
     label = METRIC_LABELS[metric]
     effect = _quoted_contrast(w, metric)
+    v = _table3_verdict(w, claim, t3, metric, fit, why, recipe, label, effect, **kw)
+    v.boot_spec = _boot_spec(t3, metric, "variant", [w])
+    return v
+
+
+def _table3_verdict(w, claim, t3, metric, fit, why, recipe, label, effect, **kw) -> Verdict:
     if fit is not None:
         return mixed_contrast(fit, w, claim, "Table 3", label, why=why, recipe=recipe, paper_effect=effect, **kw)
     if len(w) == 2:  # arms without a shared batch stream: Welch
