@@ -241,6 +241,21 @@ def test_every_table_number_is_recomputed_from_per_image_counts(smoke_results):
     assert set(pi.groups) == set(GROUPS)
 
 
+@pytest.mark.slow
+def test_claims_of_a_smoke_results_folder_carry_bootstrap_columns(smoke_results, tmp_path):
+    """The smoke test split is CamVid's first 8 test frames, all of one drive: an image-level interval
+    around each Table 1 estimate, and no sequence-level one (one sequence), said in the note."""
+    vs = claims.paper_claims(claims.load_tables(smoke_results), power=False)
+    v = next(v for v in vs if v.claim.startswith("EQUSS > STEGO") and v.metric == "linear mIoU")
+    assert v.boot["boot_units"] == "8 images / 1 sequence"
+    assert v.boot["boot_image_low"] <= v.boot["estimate"] <= v.boot["boot_image_high"]
+    assert v.boot["estimate"] == pytest.approx(v.estimate, abs=1e-9)
+    assert math.isnan(v.boot["boot_sequence_low"]) and "one sequence" in v.boot["boot_note"]
+    claims.write(vs, tmp_path)
+    with open(tmp_path / "claims.csv", newline="") as fh:
+        assert next(csv.reader(fh))[-len(claims.Verdict.BOOT_COLUMNS):] == list(claims.Verdict.BOOT_COLUMNS)
+
+
 # ---------------------------------------------------------------------------- (c) the bootstrap
 def _run(counts, sequences, ids=None, extra_row=False, unmatched=()):
     counts = np.asarray(counts, dtype=np.int64)

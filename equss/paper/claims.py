@@ -765,10 +765,15 @@ def add_bootstrap(verdicts: Sequence[Verdict], records: PerImageRecords, n_boot:
         runs = sum(len(r) for r in arms.values())
         note = (f"percentile, {n_boot} resamples, split-level matching held fixed, the same draws for the "
                 f"{runs} runs; estimate from the per-image counts {im.estimate:+.4g}")
-        if sq.n_units < 5:
+        seq_low, seq_high = sq.low, sq.high
+        if sq.n_units < 2:  # resampling one unit gives the estimate back: no interval, not certainty
+            seq_low = seq_high = math.nan
+            note += "; the test images come from one sequence: no sequence-level interval"
+        elif sq.n_units < 5:
             note += f"; only {sq.n_units} sequences: the sequence interval is crude"
-        v.boot = {"boot_image_low": im.low, "boot_image_high": im.high, "boot_sequence_low": sq.low,
-                  "boot_sequence_high": sq.high, "boot_units": f"{im.n_units} images / {sq.n_units} sequences",
+        v.boot = {"boot_image_low": im.low, "boot_image_high": im.high, "boot_sequence_low": seq_low,
+                  "boot_sequence_high": seq_high,
+                  "boot_units": f"{im.n_units} images / {sq.n_units} sequence{'s' if sq.n_units != 1 else ''}",
                   "boot_note": note, "estimate": im.estimate}
     return list(verdicts)
 
@@ -799,8 +804,9 @@ def _boot_text(v: Verdict) -> str:
     b = v.boot or {}
     if not math.isfinite(b.get("boot_image_low", math.nan)):
         return "—"
-    return (f"[{_fmt(b['boot_image_low'])}, {_fmt(b['boot_image_high'])}] · "
-            f"[{_fmt(b['boot_sequence_low'])}, {_fmt(b['boot_sequence_high'])}] ({b['boot_units']})")
+    seq = (f"[{_fmt(b['boot_sequence_low'])}, {_fmt(b['boot_sequence_high'])}]"
+           if math.isfinite(b["boot_sequence_low"]) else "—")
+    return f"[{_fmt(b['boot_image_low'])}, {_fmt(b['boot_image_high'])}] · {seq} ({b['boot_units']})"
 
 
 def markdown(verdicts: Sequence[Verdict]) -> str:
