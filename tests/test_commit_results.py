@@ -65,7 +65,7 @@ def test_rounds(repos):
     assert commit_results.one_round(repro, "proxy") == "proxy reproduction: 1 run records (4 files new or changed)"
     assert len(commits(main)) == 2
     assert not (main / "results/proxy/runs/camvid-stego-seed0-aaa/.lock").exists()
-    assert "| STEGO | 20.0 |" in (main / "README.md").read_text()  # README refreshed in the same commit
+    assert "| STEGO | 20.0 |" in (main / "results/proxy/README.md").read_text()  # results page refreshed in the same commit
     assert subprocess.run(["git", "status", "--porcelain"], cwd=main, capture_output=True,
                           text=True).stdout == ""
     assert commit_results.one_round(repro, "proxy") == "no new results"

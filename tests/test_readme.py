@@ -58,7 +58,7 @@ def test_method_table_names_real_code():
     import importlib
     import inspect
 
-    text = README.read_text().split("### The method in code", 1)[1].split("\n\n", 2)[1]
+    text = README.read_text().split("## The method in code", 1)[1].split("\n\n", 2)[1]
     rows = [r for r in text.splitlines() if r.startswith("| ") and "`equss/" in r]
     assert len(rows) >= 7
     checked = 0

@@ -100,6 +100,41 @@ def test_status_paragraph_is_computed(tmp_path, monkeypatch):
     text = update_readme.status_paragraph()
     assert text.startswith("**The proxy reproduction is complete.**")
     assert "2 trainings and 2 evaluations in 5.5 h of running time" in text  # 6 h less the 30 min pause
-    assert "over the issue's 150-minute budget: the trainings take 4.0 h and the evaluations 0.8 h" in text
+    assert "the trainings take 4.0 h and the evaluations 0.8 h of it" in text and "budget" not in text
     assert "3 segments across working sessions, peak RSS 2027 MiB" in text
     assert "The largest costs: fig6 3.5 h (1 trainings, 1 evaluations), table1 1.2 h" in text
+
+
+def test_headline_is_table1_beside_the_paper(tmp_path, monkeypatch):
+    """The README's headline table: proxy means without CRF from table1.csv (recomputed here by hand),
+    the paper's quoted numbers, and EQUSS - STEGO on both."""
+    import csv
+
+    from equss.paper.quoted import TABLE1
+
+    monkeypatch.setattr(update_readme, "RES", tmp_path)
+    assert "not produced yet" in update_readme.headline()
+    cols = ["method", "dataset", "seed", "crf", "run", "eval", "unsup_acc", "unsup_miou", "linear_acc", "linear_miou",
+            "source"]
+    rows = [("STEGO", 0, "False", 50, 20, 80, 30), ("STEGO", 1, "False", 52, 22, 78, 34), ("EQUSS", 0, "False", 60, 21, 70, 28),
+            ("EQUSS", 1, "False", 58, 25, 72, 30), ("EQUSS", 0, "True", 99, 99, 99, 99)]
+    with open(tmp_path / "table1.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(cols)
+        for m, seed, crf, *v in rows:
+            w.writerow([m, "camvid", seed, crf, "r", "eval.json", *v, "measured"])
+        w.writerow(["EQUSS [paper]", "", "", "", "", "", 1, 1, 1, 1, "quoted (paper)"])
+    text = update_readme.headline()
+    assert "mean of 2 seeds, without CRF" in text
+    ps, pe = TABLE1["STEGO"], TABLE1["EQUSS"]
+    assert f"| unsupervised Acc | 51.0 | 59.0 | +8.0 | {ps[0]:.1f} | {pe[0]:.1f} | {pe[0] - ps[0]:+.1f} |" in text
+    assert f"| linear mIoU | 32.0 | 29.0 | -3.0 | {ps[3]:.1f} | {pe[3]:.1f} | {pe[3] - ps[3]:+.1f} |" in text
+
+
+def test_readme_is_a_front_door():
+    """README within ~12 KB with citation and contents; the generated results live in results/proxy/README.md."""
+    readme = (update_readme.ROOT / "README.md").read_text()
+    assert len(readme.encode()) <= 12 * 1024
+    assert "@inproceedings{" in readme and "**Contents:**" in readme and "arxiv.org/abs/2312.07342" in readme
+    assert "issue" not in readme.lower() and "budget" not in readme.lower().replace("tools/budget.py", "")
+    assert "<!-- headline-start -->" in readme and "(results/proxy/README.md)" in readme

@@ -1,13 +1,12 @@
-"""Copy the committed proxy results (results/proxy/*.md, figures, benchmarks) into README.md
-between the ``<!-- results-start -->`` / ``<!-- results-end -->`` markers.
+"""Write the generated results pages from the committed proxy results (nothing in them is typed):
 
-Only numbers that exist in results/ (each with its provenance JSON beside it) are copied;
-the interpretation paragraph lives in README.md itself, above the markers.  The verdicts
-(results/proxy/claims.md, written by the ``claims`` notebook) go between
-``<!-- claims-start -->`` / ``<!-- claims-end -->`` at the head of the Results section.  The
-state of the reproduction (in progress, or complete with its cost; computed from
-``reproduce.json``, the records and ``tools/budget.py``) goes between ``<!-- status-start -->`` /
-``<!-- status-end -->``; the time budget table closes the results block.
+* ``results/proxy/README.md``, whole: the state of the reproduction (computed from ``reproduce.json``,
+  the records and ``tools/budget.py``), the verdicts (``claims.md`` after a summary counted from
+  ``claims.csv``), every table and figure with its CSV and provenance, where the time goes, the
+  benchmarks;
+* in ``README.md``, between ``<!-- headline-start -->`` / ``<!-- headline-end -->``: the verdict summary
+  and the headline table (Table 1 on the proxy beside the paper's numbers, with the EQUSS - STEGO
+  difference on both), computed from ``table1.csv`` and ``equss.paper.quoted``.
 """
 from pathlib import Path
 
@@ -72,9 +71,7 @@ def status_paragraph() -> str:
                       f"{i['evals']} evaluations)" for i in top)
     train_h = sum(i["train_s"] for i in items) / 3600
     eval_h = sum(i["eval_s"] for i in items) / 3600
-    verdict = ("within the issue's 150-minute budget" if running_h <= 2.5 else
-               f"over the issue's 150-minute budget: the trainings take {train_h:.1f} h and the evaluations "
-               f"{eval_h:.1f} h of it")
+    verdict = f"the trainings take {train_h:.1f} h and the evaluations {eval_h:.1f} h of it"
     return (f"**The proxy reproduction is complete.** `make reproduce SCALE=proxy` regenerated every table "
             f"and figure below from an empty cache at one commit (`{commit}`, code fingerprint "
             f"`{doc.get('code_fingerprint', '?')}`): {trainings} trainings and {evals} evaluations in "
@@ -83,20 +80,21 @@ def status_paragraph() -> str:
             f"The largest costs: {costs} (\"Where the time goes\" below).")
 
 
-def section() -> str:
+def section(prefix: str = "") -> str:
+    """Every table and figure (links relative to ``prefix``: "" inside results/proxy/)."""
     out = [status()]
     for name, title in ORDER:
         md, png = RES / f"{name}.md", RES / f"{name}.png"
         if not (md.exists() or png.exists()):
             out.append(f"**{title}**: not produced yet (`make reproduce-{name.replace('_', '-')}`).\n")
             continue
-        links = [f"[{name}.csv](results/proxy/{name}.csv)"] if (RES / f"{name}.csv").exists() else []
-        links += [f"[provenance](results/proxy/{name}.provenance.json)", "[notebook](results/proxy/notebooks/)"]
+        links = [f"[{name}.csv]({prefix}{name}.csv)"] if (RES / f"{name}.csv").exists() else []
+        links += [f"[provenance]({prefix}{name}.provenance.json)", f"[notebook]({prefix}notebooks/)"]
         out.append(f"**{title}** — " + ", ".join(links) + "\n")
         if md.exists():
             out.append(md.read_text().strip() + "\n")
         if png.exists():
-            out.append(f"![{title}](results/proxy/{name}.png)\n")
+            out.append(f"![{title}]({prefix}{name}.png)\n")
     if any(RES.glob("*.csv")):
         import budget  # tools/budget.py, beside this file
 
@@ -105,8 +103,8 @@ def section() -> str:
         out.append(budget.report(RES) + "\n")
     bench = ROOT / "results" / "bench" / "README.md"
     if bench.exists():
-        out.append("**Benchmarks** ([results/bench](results/bench/))\n")
-        out.append(bench.read_text().strip() + "\n")
+        out.append("**Benchmarks** ([results/bench](../bench/))\n")
+        out.append(bench.read_text().strip().replace("# Benchmarks", "#### Benchmarks", 1) + "\n")
     return "\n".join(out)
 
 
@@ -159,7 +157,7 @@ def verdict_summary(csv_path: Path) -> str:
             + "\n".join(lines))
 
 
-def claims() -> str:
+def claims(prefix: str = "") -> str:
     """The computed verdicts (results/proxy/claims.md) after a plain summary of them, or a note while
     there are none."""
     md = RES / "claims.md"
@@ -167,8 +165,63 @@ def claims() -> str:
         return CLAIMS_NOTE
     head = verdict_summary(RES / "claims.csv") + "\n\n" if (RES / "claims.csv").exists() else ""
     return (head + "Computed from the run records and per-seed tables by the `claims` notebook "
-            "([claims.csv](results/proxy/claims.csv), every column; "
-            "[executed notebook](results/proxy/notebooks/claims.ipynb), coloured):\n\n" + md.read_text().strip())
+            f"([claims.csv]({prefix}claims.csv), every column; "
+            f"[executed notebook]({prefix}notebooks/claims.ipynb), coloured):\n\n" + md.read_text().strip())
+
+
+METRICS = (("unsup_acc", "unsupervised Acc"), ("unsup_miou", "unsupervised mIoU"), ("linear_acc", "linear Acc"),
+           ("linear_miou", "linear mIoU"))
+
+
+def headline() -> str:
+    """Table 1 on the proxy (no CRF, mean over seeds) beside the paper's (quoted), EQUSS - STEGO on both,
+    after the verdict summary; a note while there is no Table 1."""
+    import csv
+    import statistics
+    import sys
+
+    sys.path.insert(0, str(ROOT))
+    from equss.paper.quoted import TABLE1
+
+    summary = verdict_summary(RES / "claims.csv") + "\n\n" if (RES / "claims.csv").exists() else ""
+    path = RES / "table1.csv"
+    if not path.exists():
+        return summary + "*Table 1 not produced yet (`equss reproduce table1`).*"
+    with open(path, newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["source"] == "measured" and r["crf"] == "False"]
+    mean = {}
+    for method in ("STEGO", "EQUSS"):
+        mine = [r for r in rows if r["method"] == method]
+        if not mine:
+            return summary + f"*Table 1 has no {method} rows without CRF yet (`equss reproduce table1`).*"
+        mean[method] = {k: statistics.fmean(float(r[k]) for r in mine) for k, _ in METRICS}
+        mean[method]["n"] = len(mine)
+    lines = ["| metric | proxy STEGO | proxy EQUSS | proxy EQUSS − STEGO | paper STEGO | paper EQUSS | "
+             "paper EQUSS − STEGO |", "|---|---|---|---|---|---|---|"]
+    for i, (key, name) in enumerate(METRICS):
+        s, e = mean["STEGO"][key], mean["EQUSS"][key]
+        ps, pe = TABLE1["STEGO"][i], TABLE1["EQUSS"][i]
+        lines.append(f"| {name} | {s:.1f} | {e:.1f} | {e - s:+.1f} | {ps:.1f} | {pe:.1f} | {pe - ps:+.1f} |")
+    n = min(mean["STEGO"]["n"], mean["EQUSS"]["n"])
+    summary = summary.replace("in the table below", "in [the proxy results](results/proxy/README.md)")
+    return (summary + f"Table 1: the proxy (CamVid, offline DINOv2 ViT-S/14, mean of {n} seeds, without CRF) beside "
+            "the paper (CocoStuff-27, DINO ViT-S/8; quoted). The proxy answers the paper's questions on other "
+            "data and another backbone: compare the differences, not the levels.\n\n" + "\n".join(lines))
+
+
+def results_page() -> str:
+    """results/proxy/README.md: everything the proxy reproduction produced, generated."""
+    return "\n".join([
+        "# Proxy results\n",
+        "*Generated by `tools/update_readme.py` from the committed results in this folder; nothing here is "
+        "typed. The run records behind every number are in [runs/](runs/); `python -m equss.paper.trace "
+        "results/proxy` rebuilds every table, its Markdown and the claims from them.*\n",
+        status_paragraph() + "\n",
+        "## The paper's claims, decided by the measurements\n",
+        claims() + "\n",
+        "## Tables and figures\n",
+        section() + "\n",
+    ])
 
 
 def replace_block(text: str, start: str, end: str, body: str) -> str:
@@ -179,11 +232,11 @@ def replace_block(text: str, start: str, end: str, body: str) -> str:
 def main():
     readme = ROOT / "README.md"
     text = readme.read_text()
-    text = replace_block(text, "<!-- claims-start -->", "<!-- claims-end -->", claims())
-    text = replace_block(text, "<!-- results-start -->", "<!-- results-end -->", section())
-    text = replace_block(text, "<!-- status-start -->", "<!-- status-end -->", status_paragraph())
+    text = replace_block(text, "<!-- headline-start -->", "<!-- headline-end -->", headline())
     readme.write_text(text)
-    print("updated", readme)
+    page = RES / "README.md"
+    page.write_text(results_page())
+    print("updated", readme, "and", page)
 
 
 if __name__ == "__main__":
