@@ -173,7 +173,6 @@ def test_bf16_autocast_path_runs_on_cpu_and_checkpoints_load_in_fp32(data_root, 
     """bf16 autocast asked for on this CPU (train.cpu_amp=bf16) whatever its bf16 support (so it may be slow;
     nothing is timed): the head runs in bf16, PQ / correlation loss / probes in fp32, losses are
     finite, shapes as in fp32, and the checkpoint holds fp32 weights that load into a model."""
-    import equss.pipeline.train as train_mod
     from equss.pipeline.checkpoint import model_from_checkpoint
 
     cfg = smoke_cfg(data_root, **{"train.steps": 2, "train.cpu_amp": "bf16"})  # asked for, not detected
