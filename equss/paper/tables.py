@@ -128,11 +128,207 @@ def save_provenance(out_dir: Path, name: str, scale: str, runs: dict, **extra) -
 
 
 def show(rows: list[dict], metrics=METRICS, by: tuple | None = None):
-    """A pandas DataFrame of the summary (mean ± std over seeds) and quoted rows, for display."""
+    """A pandas DataFrame of the summary (mean ± std over seeds, one decimal) and the quoted rows, for
+    display: text cells, "" where a row has no value (never NaN or None), ``n`` an integer."""
     import pandas as pd
 
     summ = summary(rows, metrics, by)
-    table = [{k: (fmt_mean_std(v) if isinstance(v, tuple) else v) for k, v in s.items()} for s in summ]
-    table += [{k: v for k, v in r.items() if k not in ("run", "eval", "seed")}
+    table = [{**{k: (fmt_mean_std(v) if isinstance(v, tuple) else v) for k, v in s.items()},
+              "source": MEASURED + (f" (mean ± std, {s['n']} seeds)" if s["n"] > 1 else " (1 seed)")} for s in summ]
+    table += [{k: fmt_mean_std(v) if k in metrics else v for k, v in r.items() if k not in ("run", "eval", "seed")}
               for r in rows if r.get("source", MEASURED) != MEASURED]
-    return pd.DataFrame(table)
+    present = lambda v: v is not None and not (isinstance(v, float) and math.isnan(v))  # noqa: E731
+    cols = list(dict.fromkeys(k for r in table for k in r))
+    text = lambda k, v: (int(v) if k == "n" else fmt_mean_std(v) if isinstance(v, (bool, float)) else v)  # noqa: E731
+    return pd.DataFrame([[text(k, r[k]) if present(r.get(k)) else "" for k in cols] for r in table], columns=cols,
+                        dtype=object)
+
+
+# ---------------------------------------------------------------------------- measured beside the paper
+EQUSS, STEGO, RAW = "EQUSS", "STEGO", "DINO (raw features)"
+_T3 = {"M1": "M1 (70, no PQ)", "M2": "M2 (384, no PQ)", "M3": "M3 (1024, no PQ)", "Q2": "Q2 (384, PQ)",
+       "Q3": "Q3 (1024, PQ)"}
+# the contrasts each table states (A - B for the paper's "A > B"; equss.paper.claims tests the same pairs)
+CONTRASTS = {"table1": ((EQUSS, STEGO), (EQUSS, RAW), (STEGO, RAW)),
+             "table2": ((EQUSS, STEGO),),
+             "table3": ((_T3["M1"], _T3["M2"]), (_T3["M2"], _T3["M3"]), (_T3["Q2"], _T3["M2"]),
+                        (_T3["Q3"], _T3["M3"]))}
+METRIC_NAMES = {"unsup_acc": "unsup. Acc", "unsup_miou": "unsup. mIoU", "linear_acc": "linear Acc",
+                "linear_miou": "linear mIoU"}
+MINUS = "\u2212"
+
+
+def _number(v) -> float:
+    """A float, NaN for a missing value (None, "", NaN, a non-number)."""
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        return math.nan
+    return x
+
+
+def _base(method: str) -> str:
+    """A quoted row's method without its bracketed paper setting: ``"STEGO [CocoStuff-27]"`` -> ``"STEGO"``."""
+    return str(method).split(" [", 1)[0]
+
+
+def _short(method: str) -> str:
+    """``"Q3 (1024, PQ)"`` -> ``"Q3"``, ``"DINO (raw features)"`` -> ``"DINO"`` (labels of contrasts)."""
+    return str(method).split(" (", 1)[0]
+
+
+def _is_crf(v) -> bool:
+    return v is True or str(v).strip().lower() in ("true", "yes", "1")
+
+
+def _stats(values: list[float]) -> tuple[float, float]:
+    import numpy as np
+
+    v = np.asarray([x for x in values if math.isfinite(x)], dtype=float)
+    mean = float(v.mean()) if len(v) else math.nan
+    return mean, (float(v.std(ddof=1)) if len(v) > 1 else math.nan)
+
+
+def versus_paper_rows(rows: list[dict], contrasts=(), metrics=METRICS, group: str | None = None) -> list[dict]:
+    """The measured configurations beside the paper's quoted numbers, then the contrasts.
+
+    ``rows``: a table's rows as its notebook builds them (measured rows per seed plus the quoted rows of
+    :func:`equss.paper.quoted.quoted_rows`, whose method is the measured one plus a bracketed setting);
+    ``contrasts``: ``(A, B)`` method pairs (:data:`CONTRASTS`); ``group``: a column that splits the table
+    (Table 2's ``table``: 2a / 2b), quoted rows matched within it.
+
+    One dict per measured configuration (``kind`` "arm": method, dataset, crf) and per contrast present
+    (``kind`` "contrast": A - B within the same group, dataset and crf, seed by seed over the seeds both
+    ran), each with ``label``, ``group``, ``dataset``, ``crf``, ``n`` (int: seeds) and per metric
+    ``values`` (per seed), ``mean``, ``std`` (ddof 1, NaN with one seed), ``paper`` (the quoted value, or
+    the quoted A - B; NaN where the paper quotes none) and ``diff`` (mean - paper)."""
+    measured = [r for r in rows if r.get("source", MEASURED) == MEASURED]
+    quoted = {}
+    for r in rows:
+        if r.get("source", MEASURED) != MEASURED:
+            quoted[(r.get(group) if group else None, _base(r["method"]))] = {m: _number(r.get(m)) for m in metrics}
+    arms: dict[tuple, dict] = {}
+    for r in measured:
+        key = (r.get(group) if group else None, r["method"], r.get("dataset", ""), _is_crf(r.get("crf", False)))
+        arms.setdefault(key, {})[int(r["seed"])] = {m: _number(r.get(m)) for m in metrics}
+
+    def entry(kind, label, key, by_seed, paper):
+        g, _, dataset, crf = key
+        seeds = sorted(by_seed)
+        out = {"kind": kind, "label": label, "group": g or "", "dataset": dataset, "crf": crf, "n": len(seeds),
+               "seeds": seeds, "values": {}, "mean": {}, "std": {}, "paper": {}, "diff": {}}
+        for m in metrics:
+            vals = [by_seed[s][m] for s in seeds]
+            out["values"][m] = vals
+            out["mean"][m], out["std"][m] = _stats(vals)
+            out["paper"][m] = paper.get(m, math.nan)
+            out["diff"][m] = out["mean"][m] - out["paper"][m]
+        return out
+
+    out = []
+    for key, by_seed in arms.items():
+        g, method, _, crf = key
+        out.append(entry("arm", method + (" + CRF" if crf else ""), key, by_seed, quoted.get((g, method), {})))
+    for a, b in contrasts:
+        for key, by_seed in arms.items():
+            g, method, dataset, crf = key
+            other = arms.get((g, b, dataset, crf))
+            if method != a or other is None:
+                continue
+            seeds = sorted(set(by_seed) & set(other))
+            if not seeds:
+                continue
+            diffs = {s: {m: by_seed[s][m] - other[s][m] for m in metrics} for s in seeds}
+            qa, qb = quoted.get((g, a), {}), quoted.get((g, b), {})
+            paper = {m: qa.get(m, math.nan) - qb.get(m, math.nan) for m in metrics}
+            label = f"{_short(a)} {MINUS} {_short(b)}" + (" (+ CRF)" if crf else "")
+            out.append(entry("contrast", label, key, diffs, paper))
+    return out
+
+
+def _cell(v: float, signed: bool = False, digits: int = 1) -> str:
+    if not math.isfinite(v):
+        return "—"
+    if round(v, digits) == 0:  # no "-0.0"
+        v = 0.0
+    text = f"{v:+.{digits}f}" if signed and v else f"{v:.{digits}f}"
+    return text.replace("-", MINUS)
+
+
+def versus_paper_frame(rows: list[dict], contrasts=(), metrics=METRICS, group: str | None = None):
+    """:func:`versus_paper_rows` as a DataFrame of text: per metric the measured mean ± std over seeds, the
+    paper's value and measured - paper, one decimal, "—" where there is nothing (never NaN or None);
+    ``n`` an integer; contrasts signed.  Columns are two-level: ``("", "method")``, ... and
+    ``(metric name, "measured" | "paper" | "measured − paper")``."""
+    import pandas as pd
+
+    head = [("", "table")] if group else []
+    head += [("", "method"), ("", "dataset"), ("", "CRF"), ("", "n")]
+    sub = ("measured", "paper", f"measured {MINUS} paper")
+    cols = head + [(METRIC_NAMES.get(m, m), s) for m in metrics for s in sub]
+    table = []
+    for e in versus_paper_rows(rows, contrasts, metrics, group):
+        signed = e["kind"] == "contrast"
+        cells = ([e["group"]] if group else []) + [e["label"], e["dataset"], "yes" if e["crf"] else "no", int(e["n"])]
+        for m in metrics:
+            mean, std = e["mean"][m], e["std"][m]
+            meas = _cell(mean, signed) + (f" ± {_cell(std)}" if math.isfinite(mean) and math.isfinite(std) else "")
+            cells += [meas, _cell(e["paper"][m], signed), _cell(e["diff"][m], True)]
+        table.append(cells)
+    frame = pd.DataFrame(table, columns=pd.MultiIndex.from_tuples(cols))
+    frame[("", "n")] = frame[("", "n")].astype(int)
+    return frame
+
+
+def _paper_settings(rows: list[dict]) -> str:
+    """The bracketed settings of the quoted rows (``CocoStuff-27, ViT-S/8``), in first-seen order."""
+    seen = dict.fromkeys(str(r["method"]).split(" [", 1)[1].rstrip("]") for r in rows
+                         if r.get("source", MEASURED) != MEASURED and " [" in str(r.get("method", "")))
+    return "; ".join(seen)
+
+
+def versus_paper(rows: list[dict], contrasts=(), metrics=METRICS, group: str | None = None):
+    """:func:`versus_paper_frame` for display (a pandas Styler with a caption saying what each column is)."""
+    frame = versus_paper_frame(rows, contrasts, metrics, group)
+    settings = _paper_settings(rows)
+    caption = ("measured: mean ± std over the n seeds (a contrast A − B: per seed, then mean ± std); "
+               f"paper: quoted from Kim et al. (AAAI 2024){f' [{settings}]' if settings else ''}, a contrast "
+               "as the difference of its quoted rows; measured − paper: the mean minus the paper's value "
+               "(for a contrast: how much larger the measured gain is). Percent; — where the paper quotes none.")
+    return (frame.style.set_caption(caption).hide(axis="index")
+            .set_table_styles([{"selector": "caption", "props": "caption-side: top; text-align: left;"}]))
+
+
+def t_interval(values, level: float = 0.95) -> tuple[float, float]:
+    """The ``level`` t-interval of the mean of ``values`` (NaN bounds with fewer than two finite values)."""
+    import numpy as np
+    from scipy import stats
+
+    v = np.asarray([x for x in map(_number, values) if math.isfinite(x)], dtype=float)
+    if len(v) < 2:
+        return (math.nan, math.nan)
+    half = float(stats.t.ppf(0.5 + level / 2, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v)))
+    return float(v.mean()) - half, float(v.mean()) + half
+
+
+def dots(rows: list[dict], contrasts=(), metrics=METRICS, group: str | None = None, level: float = 0.95):
+    """Long-form frames behind a table's dot chart (:func:`equss.paper.plots.table_dots`):
+    ``points`` (one row per seed: panel "configurations" / "contrasts", label, metric, seed, value) and
+    ``summary`` (per label and metric: n, mean, low / high of the ``level`` t-interval, paper)."""
+    import pandas as pd
+
+    points, summary = [], []
+    for e in versus_paper_rows(rows, contrasts, metrics, group):
+        panel = "contrasts" if e["kind"] == "contrast" else "configurations"
+        label = " ".join(x for x in (e["group"], e["label"]) if x)
+        if group and e["dataset"]:
+            label += f" ({e['dataset']})"
+        for m in metrics:
+            for s, v in zip(e["seeds"], e["values"][m]):
+                if math.isfinite(v):
+                    points.append({"panel": panel, "label": label, "metric": METRIC_NAMES.get(m, m), "seed": s,
+                                   "value": v})
+            low, high = t_interval(e["values"][m], level)
+            summary.append({"panel": panel, "label": label, "metric": METRIC_NAMES.get(m, m), "n": int(e["n"]),
+                            "mean": e["mean"][m], "low": low, "high": high, "paper": e["paper"][m]})
+    return pd.DataFrame(points, columns=["panel", "label", "metric", "seed", "value"]), pd.DataFrame(summary)
