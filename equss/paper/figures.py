@@ -113,7 +113,9 @@ def entropy_analysis(stego: dict, equss: dict, seed: int, dataset: str, records=
     class distance matrix of EQUSS.  With ``records`` the numbers are also written as
     ``fig4.json`` into both runs' records, so the CSV rows trace to them.
 
-    Returns ``{"entropy_rows", "distance_rows", "freq", "dist", "class_names"}``; the rows are
+    Returns ``{"entropy_rows", "distance_rows", "freq", "class_freq", "dist", "class_names"}`` (``freq``
+    (M, K) codeword counts over all patches, ``class_freq`` (C, M, K) per class, for the classes of the rows
+    in class order); the rows are
     long-form (method, dataset, seed, run, eval, class, class_index, entropy_bits, iou)."""
     import numpy as np
 
@@ -130,6 +132,7 @@ def entropy_analysis(stego: dict, equss: dict, seed: int, dataset: str, records=
                                           seed=seed)
     freq = analysis.codeword_frequency(eq["codes"], K)
     classes = [c for c in range(len(names)) if c in ent["EQUSS"] and c in ent["STEGO"]]
+    class_freq = np.stack([analysis.codeword_frequency(eq["codes"][eq["labels"] == c], K) for c in classes])
     results = {"EQUSS": equss, "STEGO": stego}
     docs = {"EQUSS": {"entropy_bits": {str(c): float(ent["EQUSS"][c]) for c in classes},
                       "distance": np.asarray(dist, dtype=float).tolist(), "class_names": names,
@@ -151,5 +154,86 @@ def entropy_analysis(stego: dict, equss: dict, seed: int, dataset: str, records=
                       "class_a_index": a, "class_b": names[b], "class_b_index": b,
                       "distance": docs["EQUSS"]["distance"][a][b], "source": "measured"}
                      for a in range(len(names)) for b in range(len(names)) if np.isfinite(dist[a][b])]
-    return {"entropy_rows": entropy_rows, "distance_rows": distance_rows, "freq": freq, "dist": dist,
-            "class_names": names}
+    return {"entropy_rows": entropy_rows, "distance_rows": distance_rows, "freq": freq, "class_freq": class_freq,
+            "dist": dist, "class_names": names}
+
+
+def fig4_data(results_dir) -> dict:
+    """What Fig. 4 draws, read back from a results folder (the same numbers the claims test):
+    ``entropy`` (``fig4.csv``'s measured rows), ``per_class`` (per EQUSS class: mean entropy and
+    per-class accuracy over the seeds, with their standard deviations; accuracy from each run's matched
+    confusion matrix, :func:`equss.paper.claims.load_tables`), ``rho`` (Spearman's rho across those class
+    means, the Fig. 4c claim's estimate), ``dist`` (Eq. 9 distance matrix, mean over seeds, from
+    ``fig4_distance.csv``) and ``class_names``."""
+    import numpy as np
+    from scipy import stats
+
+    from equss.paper import claims
+
+    tables = claims.load_tables(results_dir)
+    ent = tables["fig4"]
+    ent = ent[ent["source"] == "measured"]
+    eq = ent[ent["method"] == "EQUSS"]
+    acc = tables.get("class_accuracy")
+    if acc is not None:
+        eq = eq.merge(acc, on=["run", "class_index"], how="left")
+    else:  # records without confusion matrices: NaN accuracy (the panel stays empty)
+        eq = eq.assign(accuracy=np.nan)
+    per_class = (eq.groupby("class_index", sort=True)
+                 .agg(**{"class": ("class", "first"), "entropy_bits": ("entropy_bits", "mean"),
+                         "entropy_bits_sd": ("entropy_bits", "std"), "accuracy": ("accuracy", "mean"),
+                         "accuracy_sd": ("accuracy", "std"), "n": ("seed", "nunique")})
+                 .reset_index())
+    ok = np.isfinite(per_class["accuracy"].to_numpy(float))
+    rho = float(stats.spearmanr(per_class["entropy_bits"][ok], per_class["accuracy"][ok]).statistic) \
+        if ok.sum() > 2 else float("nan")
+    names = list(ent.drop_duplicates("class_index").sort_values("class_index")["class"])
+    index = {c: k for k, c in enumerate(sorted(ent["class_index"].unique()))}
+    dist = np.full((len(names), len(names)), np.nan)
+    fd = tables.get("fig4_distance")
+    if fd is not None:
+        mean = fd[fd["source"] == "measured"].groupby(["class_a_index", "class_b_index"])["distance"].mean()
+        for (a, b), v in mean.items():
+            if a in index and b in index:
+                dist[index[a], index[b]] = v
+    return {"entropy": ent, "per_class": per_class, "rho": rho, "dist": dist, "class_names": names}
+
+
+def image_scores(pred, label) -> dict:
+    """Per-image scores of a mapped prediction against its ground truth (labelled pixels only):
+    ``Acc`` (% of pixels right) and ``mIoU`` (%, mean IoU over the classes present in the ground truth or
+    the prediction of this image)."""
+    import numpy as np
+
+    pred, label = np.asarray(pred).ravel(), np.asarray(label).ravel()
+    keep = label >= 0
+    p, t = pred[keep], label[keep]
+    if not len(t):
+        return {"Acc": float("nan"), "mIoU": float("nan")}
+    classes = np.union1d(np.unique(t), np.unique(p[p >= 0]))
+    ious = [np.sum((p == c) & (t == c)) / np.sum((p == c) | (t == c)) for c in classes]
+    return {"Acc": 100.0 * float(np.mean(p == t)), "mIoU": 100.0 * float(np.mean(ious))}
+
+
+FIG5_COLUMNS = (("STEGO", "pred"), ("STEGO + CRF", "pred_crf"), ("EQUSS", "pred"), ("EQUSS + CRF", "pred_crf"))
+
+
+def fig5_panels(preds: dict, palette) -> tuple[list, list, list]:
+    """Fig. 5's grid from :func:`predictions` of the STEGO and EQUSS runs: per image the image, the
+    ground truth and the four predictions coloured with ``palette``; the titles; and per image the
+    scores of each prediction (:func:`image_scores`: ``{title: {"Acc", "mIoU"}}``)."""
+    ref = preds["EQUSS"]
+    columns = [(t, key) for t, key in FIG5_COLUMNS if len(preds[t.split()[0]].get(key, [])) == len(ref["image"])]
+    titles = ["image", "ground truth"] + [t for t, _ in columns]
+    panels, scores = [], []
+    for i in range(len(ref["image"])):
+        label = ref["label"][i]
+        cols = [(t, preds[t.split()[0]][key][i]) for t, key in columns]
+        panels.append([ref["image"][i], colorize(label, palette)] + [colorize(p, palette) for _, p in cols])
+        scores.append({t: image_scores(p, label) for t, p in cols})
+    return panels, titles, scores
+
+
+def score_text(scores: list[dict]) -> list[dict]:
+    """:func:`fig5_panels`' scores as the text written in each panel: ``mIoU 41.2 · Acc 80.3``."""
+    return [{t: f"mIoU {s['mIoU']:.1f} · Acc {s['Acc']:.1f}" for t, s in row.items()} for row in scores]
