@@ -16,16 +16,18 @@
 # %% [markdown]
 # # The paper's claims, decided by the measurements
 #
-# Reads the per-seed tables the other notebooks wrote into the results folder, the run records' configs and their evaluation files, and decides each claim with `equss.paper.claims` (its docstring gives every choice). In short:
+# **What to look for.** The verdict column of the reviewer's table: **holds** / **contradicted** (the adjusted p below 0.05, with or against the paper), **equivalent** (a "does not fall" claim shown within its margin), **inconclusive** (no evidence either way at these runs). Then, for an inconclusive claim, the power and the seeds needed: they say whether more runs could decide it. The conclusion at the end counts the verdicts per table and names the decided claims with their numbers.
+#
+# **How the claims are decided.** Reads the per-seed tables the other notebooks wrote into the results folder, the run records' configs and their evaluation files, and decides each claim with `equss.paper.claims` (its docstring gives every choice). In short:
 #
 # * **The unit of replication is a training run.** Classes, grid cells and images are aggregated within a run first. Arms whose seed-s runs share the batches and kNN positives (checked from the record configs: the same `train.seed`, dataset, batch size, backbone, kNN settings) are compared **paired by seed**; Table 3's five arms by a **mixed model** (arm fixed, seed random); arms without a shared batch stream (the raw-backbone baseline) by **Welch**. The `test` column says which and why.
 # * **One family, Holm-Bonferroni.** `p` is the raw p-value, `p (Holm)` the one adjusted over every claim in the table; the verdict uses the adjusted one: **holds** / **contradicted** (adjusted p < 0.05, estimate with / against the claimed sign), **equivalent** (a "does not fall" claim shown within its stated margin by TOST), **inconclusive** (no evidence either way at these runs, which is not evidence of no effect). The interval is the unadjusted 95 % one (90 % for TOST).
 # * **The paper's metric**: Table 3 on linear probing first (unsupervised as a secondary row), Fig. 4c on per-class accuracy (from each run's matched confusion matrix) with Spearman's rho and a leave-one-class-out check, Fig. 4a with both entropies divided by their maximum.
 # * **Power**: the power at the runs it had to see the paper's own effect, the minimum detectable effect (MDE) at 80 % power, and the seeds per arm needed for the paper's effect, at the family's level (0.05 / number of claims).
 #
-# No image-level bootstrap interval: the run records keep no per-image confusion matrices. Writes `claims.csv` (every column, full precision) and `claims.md` (copied into the README by `tools/update_readme.py`). Run it last (`make reproduce` does); it trains nothing.
+# Writes `claims.csv` (every column, full precision) and `claims.md` (copied into the README by `tools/update_readme.py`). Run it last (`make reproduce` does); it trains nothing.
 
-# %% tags=["parameters"]
+# %% jupyter={"source_hidden": true} tags=["parameters"]
 # Parameters (papermill overrides these; defaults are the CI smoke settings)
 scale = "smoke"        # smoke | proxy | paper
 results_dir = None     # default: results/<scale> (a temporary folder at smoke scale)
@@ -38,7 +40,7 @@ overrides = []         # unused here
 from collections import Counter
 
 from equss import paper as ex
-from equss.paper import claims
+from equss.paper import claims, conclude
 out, cfg = ex.setup(scale, results_dir, data_root, device, overrides)
 tables = claims.load_tables(out)
 print("reading", out, "| tables:", ", ".join(tables) or "none")
@@ -61,3 +63,6 @@ claims.styled(verdicts)
 
 # %%
 claims.frame(verdicts)
+
+# %%
+conclude.overall(verdicts, out)

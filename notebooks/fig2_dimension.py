@@ -16,9 +16,11 @@
 # %% [markdown]
 # # Figure 2: accuracy vs feature dimension
 #
-# A supervised head (trained through the linear probe's cross-entropy, an upper reference), the STEGO head (no PQ) and EQUSS (PQ, M = 16 codebooks of K = 256) at head widths 64 to 1024, each trained for the preset's steps. Seeds become error bars (default one seed at proxy scale: 15 trainings per seed).
+# **What to look for.** The slope of each line in the left panel (unsupervised accuracy): the paper's Fig. 2 has the supervised head rising with width, the STEGO head falling and EQUSS not falling. The figure's title says how many seeds each point has (one seed: each point is one run, no error bars, and one run's noise can make a line zig-zag). The conclusion at the end gives the verdicts of the three trend claims (OLS slopes over the widths; a TOST for "does not fall").
+#
+# **How it was measured.** A supervised head (trained through the linear probe's cross-entropy, an upper reference), the STEGO head (no PQ) and EQUSS (PQ, M = 16 codebooks of K = 256) at head widths 64 to 1024, each trained for the preset's steps (default one seed at proxy scale: 15 trainings per seed; with several seeds the error bars are their 95 % t-interval).
 
-# %% tags=["parameters"]
+# %% jupyter={"source_hidden": true} tags=["parameters"]
 # Parameters (papermill overrides these; defaults are the CI smoke settings)
 scale = "smoke"        # smoke | proxy | paper
 results_dir = None     # default: results/<scale> (a temporary folder at smoke scale)
@@ -32,7 +34,7 @@ steps = None          # default: the preset's
 # %%
 # %matplotlib inline
 from equss import paper as ex
-from equss.paper import plots
+from equss.paper import conclude, plots
 from equss.paper import quoted as paper
 out, cfg = ex.setup(scale, results_dir, data_root, device, overrides)
 seeds, records = ex.seeds_for(scale, seeds, proxy=[0]), out / "runs"  # every run's record goes to runs/<run>/
@@ -57,3 +59,6 @@ ex.show(rows)
 # %%
 fig = plots.dimension_curves(rows, title=f"Figure 2 ({scale}, {dataset}): accuracy vs dimension")
 plots.save(fig, out / "fig2.png", dpi=120)
+
+# %%
+conclude.conclusion(out, "Fig. 2")

@@ -16,9 +16,11 @@
 # %% [markdown]
 # # Figure 4: entropy and codeword analyses
 #
-# (a) per-class entropy: EQUSS = sum over codebooks of the codeword entropy (Eq. 6-7, bits); STEGO = summed per-dimension histogram entropy of its continuous 70-d output (256 bins; the official script defines no bins, see `equss.eval.analysis.histogram_entropy`). (b) codeword frequency per codebook. (c) per-class IoU vs entropy. (d) inter-class codeword distance (Eq. 8-9). Test-split patches at the feature resolution, per seed (the runs of Table 1). `fig4.csv` holds the per-class entropy and IoU, `fig4_distance.csv` the distance matrix; both trace to `fig4.json` in each run's record.
+# **What to look for.** (a) whether EQUSS's bars sit far below STEGO's, as the paper's averages (dashed lines) do, keeping in mind that the two entropies have different maxima (the claim compares them as fractions of their maxima); (b) whether each class uses few codewords (a few bright cells per row); (c) whether low-entropy classes are the accurate ones (a falling cloud, negative Spearman rho); (d) whether the diagonal (same class) is darker than the rest. The conclusion at the end gives the verdicts of the claims on (a), (c) and (d).
+#
+# **How it was measured.** (a) per-class entropy: EQUSS = sum over codebooks of the codeword entropy (Eq. 6-7, bits); STEGO = summed per-dimension histogram entropy of its continuous 70-d output (256 bins; the official script defines no bins, see `equss.eval.analysis.histogram_entropy`). (b) codeword frequency per class (one codebook, the first seed's run). (c) per-class accuracy (the paper's metric, from each run's matched confusion matrix) vs entropy, class means over seeds. (d) inter-class codeword distance (Eq. 8-9), mean over seeds. Test-split patches at the feature resolution, per seed (the runs of Table 1). `fig4.csv` holds the per-class entropy and IoU, `fig4_distance.csv` the distance matrix; both trace to `fig4.json` in each run's record.
 
-# %% tags=["parameters"]
+# %% jupyter={"source_hidden": true} tags=["parameters"]
 # Parameters (papermill overrides these; defaults are the CI smoke settings)
 scale = "smoke"        # smoke | proxy | paper
 results_dir = None     # default: results/<scale> (a temporary folder at smoke scale)
@@ -30,8 +32,7 @@ overrides = []         # config overrides for every run (strings section.key:val
 # %%
 # %matplotlib inline
 from equss import paper as ex
-from equss.paper import plots
-import pandas as pd
+from equss.paper import conclude, figures, plots
 from equss.paper import quoted as paper
 out, cfg = ex.setup(scale, results_dir, data_root, device, overrides)
 seeds, records = ex.seeds_for(scale, seeds), out / "runs"  # every run's record goes to runs/<run>/
@@ -52,9 +53,10 @@ ex.save_provenance(out, "fig4", scale, {r["run"]: r for r in runs.values()}, see
 ex.show(rows, metrics=("entropy_bits", "iou"))
 
 # %%
-first = per_seed[seeds[0]]
-pts = ex.summary([r for r in rows if r["method"] == "EQUSS"], metrics=("entropy_bits", "iou"))
-iou_rows = [{"class": p["class"], "entropy_bits": p["entropy_bits"][0], "iou": p["iou"][0]} for p in pts]
-r = float(pd.DataFrame(iou_rows)[["entropy_bits", "iou"]].corr().iloc[0, 1]) if len(iou_rows) > 2 else float("nan")
-fig = plots.entropy_panels([r_ for r_ in rows if r_["source"] == "measured"], first["freq"], iou_rows, first["dist"], first["class_names"], pearson_r=r)
+f4 = figures.fig4_data(out)  # read back from fig4.csv, fig4_distance.csv and the records' confusion matrices
+fig = plots.entropy_panels(f4["entropy"], per_seed[seeds[0]]["class_freq"], f4["per_class"], f4["dist"], f4["class_names"], f4["rho"],
+                           paper_bits=paper.ENTROPY_BITS, title=f"Figure 4 ({scale}, {dataset})")
 plots.save(fig, out / "fig4.png", dpi=110)
+
+# %%
+conclude.conclusion(out, "Fig. 4")

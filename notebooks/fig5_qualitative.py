@@ -16,9 +16,11 @@
 # %% [markdown]
 # # Figure 5: qualitative results
 #
-# Test images spread evenly over the test split (not consecutive frames): image, ground truth, STEGO and EQUSS without and with the dense CRF (cluster probe, clusters mapped to classes by the Hungarian assignment of the whole test split). The first seed's runs.
+# **What to look for.** Whether EQUSS's segments follow the ground truth's objects better than STEGO's, with and without the CRF; the colours are the classes of the legend under the grid, and each prediction carries its per-image mIoU and accuracy in the corner. A few images show what the errors look like; the tables decide which method is better.
+#
+# **How it was measured.** Test images spread evenly over the test split (not consecutive frames): image, ground truth, STEGO and EQUSS without and with the dense CRF (cluster probe, clusters mapped to classes by the Hungarian assignment of the whole test split; black: unlabelled pixels or clusters left unmatched). The first seed's runs. Per-image scores over the labelled pixels: accuracy, and mIoU over the classes present in the image's ground truth or prediction.
 
-# %% tags=["parameters"]
+# %% jupyter={"source_hidden": true} tags=["parameters"]
 # Parameters (papermill overrides these; defaults are the CI smoke settings)
 scale = "smoke"        # smoke | proxy | paper
 results_dir = None     # default: results/<scale> (a temporary folder at smoke scale)
@@ -31,7 +33,7 @@ n_images = 4
 # %%
 # %matplotlib inline
 from equss import paper as ex
-from equss.paper import plots
+from equss.paper import conclude, figures, plots
 from equss.paper import quoted as paper
 out, cfg = ex.setup(scale, results_dir, data_root, device, overrides)
 seeds, records = ex.seeds_for(scale, seeds), out / "runs"  # every run's record goes to runs/<run>/
@@ -40,15 +42,16 @@ print("writing to", out, "| seeds", seeds)
 # %%
 from equss.data import dataset_info
 runs = {n: ex.run(cfg(f"cocostuff27-{n.lower()}", seeds[0]), crf=True, records=records) for n in ("STEGO", "EQUSS")}
-palette = dataset_info(cfg("cocostuff27-equss").data.dataset).palette
+info = dataset_info(cfg("cocostuff27-equss").data.dataset)
 images = ex.spread_indices(ex.n_test_images(runs["EQUSS"]), n_images)
 preds = {k: ex.predictions(r, images, crf=True) for k, r in runs.items()}
 print("test images", images)
 
 # %%
-col = lambda x: ex.colorize(x, palette)
-panels = [[preds["EQUSS"]["image"][i], col(preds["EQUSS"]["label"][i]), col(preds["STEGO"]["pred"][i]), col(preds["STEGO"]["pred_crf"][i]),
-           col(preds["EQUSS"]["pred"][i]), col(preds["EQUSS"]["pred_crf"][i])] for i in range(len(images))]
-fig = plots.qualitative_grid(panels, ["image", "ground truth", "STEGO", "STEGO + CRF", "EQUSS", "EQUSS + CRF"])
-plots.save(fig, out / "fig5.png", dpi=100)
 ex.save_provenance(out, "fig5", scale, {r["run"]: r for r in runs.values()}, images=images, seed=seeds[0])
+panels, titles, scores = figures.fig5_panels(preds, info.palette)
+fig = plots.qualitative_grid(panels, titles, figures.score_text(scores), info.class_names, info.palette)
+plots.save(fig, out / "fig5.png", dpi=100)
+
+# %%
+conclude.qualitative(scores, images, seeds[0])

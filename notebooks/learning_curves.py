@@ -16,9 +16,11 @@
 # %% [markdown]
 # # Learning curves and checkpoint selection (camvid-stego, camvid-equss)
 #
-# Each method and seed is trained for `max_steps` with a validation every `val_every` steps, keeping the checkpoint of every validation (`train.keep_checkpoints`). The step count for the proxy is chosen on **validation only** by a written rule: the smallest validated step whose seed-mean validation cluster mIoU is within `tolerance` points of the curve's maximum. Checkpoint selection is then measured on test: every kept checkpoint is evaluated on the test split, Spearman's rank correlation between validation and test cluster mIoU across the checkpoints is reported per seed, and the test numbers of the best-on-validation checkpoint, the last one and the mean of the last `last_k` are compared. The preset's step count is not changed here; this notebook states the count the rule chooses.
+# **What to look for.** Where each method's seed-mean validation curve (thick line) flattens, and the star: the step the written rule chose on validation, which the proxy's tables then train for. The right panel shows the same checkpoints on test: a star near the test curve's top means validation picked well. The table below the curves and the conclusion at the end give, per seed, how well validation ranks the checkpoints on test and what best-on-validation gives against the last checkpoint.
+#
+# **How it was measured.** Each method and seed is trained for `max_steps` with a validation every `val_every` steps, keeping the checkpoint of every validation (`train.keep_checkpoints`). The step count for the proxy is chosen on **validation only** by a written rule: the smallest validated step whose seed-mean validation cluster mIoU is within `tolerance` points of the curve's maximum. Checkpoint selection is then measured on test: every kept checkpoint is evaluated on the test split, Spearman's rank correlation between validation and test cluster mIoU across the checkpoints is reported per seed, and the test numbers of the best-on-validation checkpoint, the last one and the mean of the last `last_k` are compared. The preset's step count is not changed here; this notebook states the count the rule chooses.
 
-# %% tags=["parameters"]
+# %% jupyter={"source_hidden": true} tags=["parameters"]
 # Parameters (papermill overrides these; defaults are the CI smoke settings)
 scale = "smoke"        # smoke | proxy | paper
 results_dir = None     # default: results/<scale> (a temporary folder at smoke scale)
@@ -35,7 +37,7 @@ tolerance = 0.5        # points of seed-mean val cluster mIoU below the maximum 
 # %matplotlib inline
 from equss import paper as ex
 import pandas as pd
-from equss.paper import curves, plots
+from equss.paper import conclude, curves, plots
 out, cfg = ex.setup(scale, results_dir, data_root, device, overrides)
 seeds, records = ex.seeds_for(scale, seeds), out / "runs"  # every run's record goes to runs/<run>/
 max_steps = max_steps or (600 if scale == "proxy" else None)
@@ -62,5 +64,8 @@ print("\n".join(f"{m}: chosen step {c['step']} (seed-mean val cluster mIoU {c['a
 pd.DataFrame(selected)
 
 # %%
-fig = plots.learning_curves(rows, chosen, title=f"Learning curves ({scale}, {dataset}); dotted: the step chosen on validation")
+fig = plots.learning_curves(rows, chosen, title=f"Learning curves ({scale}, {dataset}); star: the step chosen on validation")
 plots.save(fig, out / "learning_curves.png", dpi=110)
+
+# %%
+conclude.curves(chosen, selected)

@@ -16,9 +16,11 @@
 # %% [markdown]
 # # Table 1: CocoStuff-27 (proxy: CamVid)
 #
-# DINO row = spherical k-means and a linear probe on the raw backbone features (its k-means and probe seeded by the seed); STEGO and EQUSS measured with their presets, each seed a separate training (head/codebook/probe init, batch order, loss sampling). Numbers without and with the dense CRF (the official protocol reports both). The CSV has every seed's row and the run record it comes from (`runs/<run>/`); the Markdown shows mean ± std over seeds. The paper's numbers are quoted beside them and marked as quoted. At `proxy` scale the data is CamVid and the backbone the offline DINOv2 ViT-S/14, not CocoStuff-27 with DINO ViT-S/8.
+# **What to look for.** The `EQUSS − STEGO` rows of the table and the lower row of the dot chart: the paper reports a gain on all four metrics (its value is the red diamond, its quoted number the `paper` column); whether the measured gain has the same sign, and how wide its seed interval is, says whether the proxy reproduces it. `measured − paper` says by how much each number departs. The conclusion at the end gives the verdicts of the paper's claims on this table, with their numbers.
+#
+# **How it was measured.** DINO row = spherical k-means and a linear probe on the raw backbone features (its k-means and probe seeded by the seed); STEGO and EQUSS measured with their presets, each seed a separate training (head/codebook/probe init, batch order, loss sampling). Numbers without and with the dense CRF (the official protocol reports both; the claims use the numbers without it). The CSV has every seed's row and the run record it comes from (`runs/<run>/`); the Markdown shows mean ± std over seeds. The paper's numbers are quoted beside them and marked as quoted. At `proxy` scale the data is CamVid and the backbone the offline DINOv2 ViT-S/14, not CocoStuff-27 with DINO ViT-S/8.
 
-# %% tags=["parameters"]
+# %% jupyter={"source_hidden": true} tags=["parameters"]
 # Parameters (papermill overrides these; defaults are the CI smoke settings)
 scale = "smoke"        # smoke | proxy | paper
 results_dir = None     # default: results/<scale> (a temporary folder at smoke scale)
@@ -28,7 +30,9 @@ seeds = None           # default: [0, 1, 2] at proxy and paper, [0] at smoke
 overrides = []         # config overrides for every run (strings section.key:value, written with an equals sign)
 
 # %%
+# %matplotlib inline
 from equss import paper as ex
+from equss.paper import conclude, plots, tables
 from equss.paper import quoted as paper
 out, cfg = ex.setup(scale, results_dir, data_root, device, overrides)
 seeds, records = ex.seeds_for(scale, seeds), out / "runs"  # every run's record goes to runs/<run>/
@@ -48,4 +52,11 @@ rows += [ex.row(n, r, dataset, s, crf=True) for (n, s), r in runs_crf.items()]
 rows += paper.quoted_rows(paper.TABLE1, " [CocoStuff-27, ViT-S/8]")
 ex.save_table(rows, out, "table1", caption=f"Table 1 ({scale}): unsupervised and linear-probe Acc / mIoU (%), mean ± std over seeds")
 ex.save_provenance(out, "table1", scale, {r["run"]: r for r in [*base.values(), *runs.values()]}, seeds=seeds)
-ex.show(rows)
+tables.versus_paper(rows, tables.CONTRASTS["table1"])
+
+# %%
+fig = plots.table_dots(*tables.dots(rows, tables.CONTRASTS["table1"]), title=f"Table 1 ({scale}, {dataset}) beside the paper (CocoStuff-27)")
+plots.save(fig, out / "table1.png", dpi=110)
+
+# %%
+conclude.conclusion(out, "Table 1")

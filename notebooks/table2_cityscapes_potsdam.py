@@ -16,9 +16,11 @@
 # %% [markdown]
 # # Table 2: (a) Cityscapes-27 and (b) Potsdam-3 (proxy: CamVid and Dubai aerial)
 #
-# STEGO vs EQUSS, per seed (mean ± std in the Markdown). At proxy scale 2a uses CamVid (the runs are shared with Table 1) and 2b the Dubai aerial tiles (5 classes: Land, Water, Building, Vegetation, Road).
+# **What to look for.** The `EQUSS − STEGO` rows (one per sub-table) and the lower row of the dot chart: the paper reports EQUSS ahead of STEGO on both datasets (red diamonds; Table 2a quotes unsupervised Acc and mIoU, 2b unsupervised Acc only, so the other cells say —). The absolute numbers are not comparable across datasets (`measured − paper` is large by construction); the sign and size of the contrast is what carries over. The conclusion at the end gives the verdicts of the paper's claims on this table.
+#
+# **How it was measured.** STEGO vs EQUSS, per seed (mean ± std in the Markdown). At proxy scale 2a uses CamVid (the runs are shared with Table 1) and 2b the Dubai aerial tiles (5 classes: Land, Water, Building, Vegetation, Road).
 
-# %% tags=["parameters"]
+# %% jupyter={"source_hidden": true} tags=["parameters"]
 # Parameters (papermill overrides these; defaults are the CI smoke settings)
 scale = "smoke"        # smoke | proxy | paper
 results_dir = None     # default: results/<scale> (a temporary folder at smoke scale)
@@ -28,7 +30,9 @@ seeds = None           # default: [0, 1, 2] at proxy and paper, [0] at smoke
 overrides = []         # config overrides for every run (strings section.key:value, written with an equals sign)
 
 # %%
+# %matplotlib inline
 from equss import paper as ex
+from equss.paper import conclude, plots, tables
 from equss.paper import quoted as paper
 out, cfg = ex.setup(scale, results_dir, data_root, device, overrides)
 seeds, records = ex.seeds_for(scale, seeds), out / "runs"  # every run's record goes to runs/<run>/
@@ -45,4 +49,11 @@ rows += [dict(r, table="2a") for r in paper.quoted_rows(paper.TABLE2A, " [Citysc
 rows += [dict(r, table="2b") for r in paper.quoted_rows(paper.TABLE2B, " [Potsdam-3]")]
 ex.save_table(rows, out, "table2", caption=f"Table 2 ({scale}): STEGO vs EQUSS (%), mean ± std over seeds")
 ex.save_provenance(out, "table2", scale, {r["run"]: r for r in runs.values()}, seeds=seeds)
-ex.show(rows)
+tables.versus_paper(rows, tables.CONTRASTS["table2"], group="table")
+
+# %%
+fig = plots.table_dots(*tables.dots(rows, tables.CONTRASTS["table2"], group="table"), title=f"Table 2 ({scale}) beside the paper (Cityscapes-27, Potsdam-3)")
+plots.save(fig, out / "table2.png", dpi=110)
+
+# %%
+conclude.conclusion(out, "Table 2")

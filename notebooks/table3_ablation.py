@@ -16,9 +16,11 @@
 # %% [markdown]
 # # Table 3: ablation of dimension and PQ (proxy: CamVid)
 #
-# M1 = 70 no PQ, M2 = 384 no PQ, M3 = 1024 no PQ, Q2 = 384 + PQ, Q3 = 1024 + PQ (= the EQUSS row of Table 1, same cached run), all on one recipe; per seed, mean ± std in the Markdown.
+# **What to look for.** The contrast rows (`M1 − M2`, `M2 − M3`: a wider head without PQ; `Q2 − M2`, `Q3 − M3`: PQ at the same width) and the lower row of the dot chart, linear mIoU first (the paper states the ordering for linear probing): the paper's contrasts are the red diamonds. The paper's story is that width alone hurts and PQ recovers more than it lost at 1024; a measured contrast with the opposite sign and an interval clear of zero contradicts it. The conclusion at the end gives the verdicts.
+#
+# **How it was measured.** M1 = 70 no PQ, M2 = 384 no PQ, M3 = 1024 no PQ, Q2 = 384 + PQ, Q3 = 1024 + PQ (= the EQUSS row of Table 1, same cached run), all on one recipe; per seed, mean ± std in the Markdown.
 
-# %% tags=["parameters"]
+# %% jupyter={"source_hidden": true} tags=["parameters"]
 # Parameters (papermill overrides these; defaults are the CI smoke settings)
 scale = "smoke"        # smoke | proxy | paper
 results_dir = None     # default: results/<scale> (a temporary folder at smoke scale)
@@ -28,7 +30,9 @@ seeds = None           # default: [0, 1, 2] at proxy and paper, [0] at smoke
 overrides = []         # config overrides for every run (strings section.key:value, written with an equals sign)
 
 # %%
+# %matplotlib inline
 from equss import paper as ex
+from equss.paper import conclude, plots, tables
 from equss.paper import quoted as paper
 out, cfg = ex.setup(scale, results_dir, data_root, device, overrides)
 seeds, records = ex.seeds_for(scale, seeds), out / "runs"  # every run's record goes to runs/<run>/
@@ -43,4 +47,11 @@ dataset = cfg("cocostuff27-Q3").data.dataset
 rows = [ex.row(n, r, dataset, s) for (n, s), r in runs.items()] + paper.quoted_rows(paper.TABLE3, " [CocoStuff-27]")
 ex.save_table(rows, out, "table3", caption=f"Table 3 ({scale}): dimension and PQ ablation (%), mean ± std over seeds")
 ex.save_provenance(out, "table3", scale, {r["run"]: r for r in runs.values()}, seeds=seeds)
-ex.show(rows)
+tables.versus_paper(rows, tables.CONTRASTS["table3"])
+
+# %%
+fig = plots.table_dots(*tables.dots(rows, tables.CONTRASTS["table3"]), title=f"Table 3 ({scale}, {dataset}) beside the paper (CocoStuff-27)")
+plots.save(fig, out / "table3.png", dpi=110)
+
+# %%
+conclude.conclusion(out, "Table 3")
