@@ -175,3 +175,52 @@ def test_committed_proxy_fig6_shows_its_heatmap(tmp_path):
     shutil.copy(committed, served / "notebooks")  # JupyterLab writes nothing into results/
     with serve(served, tmp_path) as (url, token):
         figure_shown(url, token, "notebooks/fig6_mk_grid.ipynb", _shot(tmp_path, "proxy"))
+
+
+def test_opening_and_saving_every_committed_executed_notebook_changes_nothing(tmp_path):
+    """Open each committed executed notebook in JupyterLab (its kernel starts), save it with Ctrl+S, and find
+    ``git status`` clean: the kernelspec is the installed kernel's, no jupytext pairing creates a ``.py``,
+    and JupyterLab's layout is the runner's.  Served from a scratch repository holding copies."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    committed = sorted((ROOT / "results").glob("*/notebooks/*.ipynb"))
+    if not committed:
+        pytest.skip("no executed notebooks committed")
+    _need_browser()
+    repo = tmp_path / "repo"
+    for nb in committed:
+        dest = repo / nb.relative_to(ROOT)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(nb, dest)
+    (repo / "notebooks").mkdir()
+    shutil.copy(ROOT / "notebooks" / "jupytext.toml", repo / "notebooks")  # the pairing rule of the sources
+    shutil.copy(ROOT / ".gitignore", repo)  # (JupyterLab's .ipynb_checkpoints/ are ignored, as in the repository)
+    git = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    for cmd in (["init", "-q"], ["add", "."], ["commit", "-q", "-m", "committed copies"]):
+        subprocess.run(["git", *cmd], cwd=repo, check=True, env={**os.environ, **git})
+    saved = []
+    with serve(repo, tmp_path / "lab") as (url, token):
+        driver = _browser()
+        try:
+            for nb in committed:
+                driver.get(f"{url}/lab/tree/{nb.relative_to(ROOT).as_posix()}?token={token}")
+                cells = WebDriverWait(driver, 180, poll_frequency=1).until(
+                    lambda d: d.find_elements(By.CSS_SELECTOR, ".jp-Notebook .jp-Cell"))
+                WebDriverWait(driver, 120, poll_frequency=1).until(  # the kernel started (and its spec is known)
+                    lambda d: "Idle" in (d.find_element(By.CSS_SELECTOR, ".jp-StatusBar-Widget, #jp-main-statusbar").text
+                                         or "") or time.sleep(0) or False)
+                path = repo / nb.relative_to(ROOT)
+                before = path.stat().st_mtime_ns
+                panel = driver.find_element(By.CSS_SELECTOR, ".jp-NotebookPanel-notebook")
+                driver.execute_script("arguments[0].focus()", panel)
+                ActionChains(driver).key_down(Keys.CONTROL).send_keys("s").key_up(Keys.CONTROL).perform()
+                WebDriverWait(driver, 60, poll_frequency=0.5).until(lambda d: path.stat().st_mtime_ns != before)
+                saved.append(path.name)
+        finally:
+            driver.quit()
+    assert len(saved) == len(committed) and len(cells) > 0  # every notebook was opened and saved by JupyterLab
+    status = subprocess.run(["git", "status", "--porcelain"], cwd=repo, capture_output=True, text=True).stdout
+    assert status == "", status
