@@ -43,7 +43,7 @@ from torch import nn
 
 from equss.errors import EqussError
 from equss.safeio import torch_load
-from equss.data.base import IMAGENET_MEAN, IMAGENET_STD
+from equss.imagenet import IMAGENET_MEAN, IMAGENET_STD
 
 
 

@@ -45,10 +45,9 @@ import torchvision.transforms.functional as TF
 from torchvision.transforms import InterpolationMode
 
 from equss.errors import EqussError
+from equss.imagenet import IMAGENET_MEAN, IMAGENET_STD  # noqa: F401 - re-exported (equss.data)
 from equss import paths
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 PREPROC_VERSION = "v1"
 # STEGO's prepared copies of the paper's datasets (src/download_datasets.py @eb4d6b5)
