@@ -93,6 +93,9 @@ def provenance(**extra) -> dict:
         "torch": str(torch.__version__),  # a plain str: TorchVersion is not plain data in a checkpoint
         "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
+        # the numbers depend on the intra-op thread count (not on the executor): both recorded
+        "threads": torch.get_num_threads(),
+        "executor": os.environ.get("EQUSS_EXECUTOR") or "serial",  # set by equss.paper.jobs in a worker
     }
     info.update(extra)
     return info

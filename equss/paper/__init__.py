@@ -3,6 +3,7 @@
 | module | what |
 |---|---|
 | :mod:`~equss.paper.runs` | presets per scale, the run cache (train + evaluate a config once) |
+| :mod:`~equss.paper.executor` | many runs at once (serial, a local process pool, SLURM via submitit), their plan and cost |
 | :mod:`~equss.paper.tables` | table rows, CSV / Markdown / provenance files |
 | :mod:`~equss.paper.figures` | data for Fig. 4 (codes) and Fig. 5 (predictions), colouring |
 | :mod:`~equss.paper.claims` | the paper's claims decided from the per-seed tables |
@@ -16,12 +17,13 @@
 In a notebook, an :class:`~equss.errors.EqussError` (missing data, a bad value) shows as its one line,
 not a traceback through the package; the cell still fails, so Run All and papermill stop there.
 """
+from equss.paper.executor import Request, run_many
 from equss.paper.figures import collect_codes, colorize, entropy_analysis, n_test_images, predictions, spread_indices
 from equss.paper.runs import (baseline, config, preset_for, results_dir, run, run_dir, seeds_for, setup,
                               step_evaluations, validation_curve)
 from equss.paper.tables import row, save_provenance, save_table, show, summary
 
-__all__ = ["baseline", "collect_codes", "colorize", "config", "entropy_analysis", "predictions", "preset_for", "results_dir",
+__all__ = ["Request", "run_many", "baseline", "collect_codes", "colorize", "config", "entropy_analysis", "predictions", "preset_for", "results_dir",
            "row", "run", "run_dir", "save_provenance", "save_table", "seeds_for", "setup", "show",
            "n_test_images", "spread_indices", "step_evaluations", "summary", "validation_curve"]
 

@@ -70,7 +70,7 @@ def _read(path: Path):
 
 # provenance fields that say where and when a baseline ran, not what it computed
 VOLATILE = {"time_utc", "wall_s", "seed", "device", "host_platform", "cpu", "cpu_count", "python", "torch",
-            "equss_version", "git_commit", "code_fingerprint"}
+            "equss_version", "git_commit", "code_fingerprint", "threads", "executor"}
 
 
 @dataclass

@@ -150,13 +150,24 @@ def run_dir(cfg: Config) -> Path:
     return cache_dir("runs") / f"{cfg.data.dataset}-{cfg.key()}-{running_code_fingerprint()}"
 
 
+def eval_file(cfg: Config, crf: bool = False, flip: bool | None = None) -> str:
+    """The name of a run's test evaluation in its folder: ``eval[_flip][_crf].json`` (official protocol:
+    ``eval.json``)."""
+    flip = cfg.eval.flip if flip is None else flip
+    return "eval" + ("_flip" if flip else "") + ("_crf" if crf else "") + ".json"
+
+
+def baseline_dir(cfg: Config) -> Path:
+    return cache_dir("runs") / f"baseline-{cfg.data.dataset}-{cfg.key()}-{running_code_fingerprint()}"
+
+
 def run(cfg: Config, crf: bool = False, flip: bool | None = None, progress: bool = True, retrain: bool = False,
         records: str | os.PathLike | None = None) -> dict:
     """Train ``cfg`` (unless its run is cached) and evaluate its best checkpoint on the test split
     (flip averaging: ``cfg.eval.flip`` unless given)."""
     flip = cfg.eval.flip if flip is None else flip
     folder = run_dir(cfg)
-    name = "eval" + ("_flip" if flip else "") + ("_crf" if crf else "") + ".json"  # official protocol: eval.json
+    name = eval_file(cfg, crf, flip)
     done = folder / name
     if not (done.is_file() and not retrain):
         with folder_lock(folder, wait=True):  # `make -j`: two notebooks needing the same run train it once
@@ -252,7 +263,7 @@ def baseline(cfg: Config, progress: bool = True, records: str | os.PathLike | No
     """The raw-backbone row (k-means + linear probe), cached like :func:`run`."""
     from equss.pipeline.baseline import run_baseline
 
-    folder = cache_dir("runs") / f"baseline-{cfg.data.dataset}-{cfg.key()}-{running_code_fingerprint()}"
+    folder = baseline_dir(cfg)
     done = folder / "baseline.json"
     if not done.is_file():
         with folder_lock(folder, wait=True):

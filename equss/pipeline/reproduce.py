@@ -13,10 +13,19 @@ scale they choose the step count; the claims last).  At proxy scale a results fo
 own ``learning_curves.json`` uses the committed choice.  The data root is resolved once
 (:func:`equss.paths.data_root`: ``--data-root`` > ``EQUSS_DATA`` > ``./data``) and passed to the
 notebooks explicitly.
+
+Runs in parallel (``--executor local|submitit|submitit-local``, ``--workers N``, ``--threads T``,
+``--slurm-config FILE`` and ``--partition/--time-min/--gpus/--array-parallelism``): checked here, then
+handed to the notebooks' kernels in the environment (``EQUSS_RUN_EXECUTOR``, ``EQUSS_RUN_WORKERS``,
+``EQUSS_RUN_THREADS``, ``EQUSS_RUN_SLURM``), where :func:`equss.paper.executor.run_many` takes them
+as its defaults (:mod:`equss.paper.executor`).  ``--threads T`` also sets the serial path's thread
+count (``OMP_NUM_THREADS`` of the kernel): the numbers depend on it, not on the executor.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 from pathlib import Path
 
 from equss.errors import EqussError
@@ -63,14 +72,19 @@ def committed_results(scale: str) -> Path:
 
 def reproduce(names: list[str], scale: str = "proxy", results: str | None = None, data_root: str | None = None,
               device: str = "auto", seeds: list[int] | None = None, overrides: list[str] | None = None,
-              progress: bool = True, compare: bool = True) -> list[Path]:
+              progress: bool = True, compare: bool = True, executor: str | None = None, workers: int | None = None,
+              threads: int | None = None, slurm: dict | None = None) -> list[Path]:
     """Execute the notebooks ``names``; returns the executed copies.  Prints the comparison with the
-    committed results at the end (unless ``compare`` is false or the folder is the committed one)."""
+    committed results at the end (unless ``compare`` is false or the folder is the committed one).
+    ``executor`` / ``workers`` / ``threads`` / ``slurm``: how the notebooks' runs are fanned out
+    (:func:`equss.paper.executor.run_options`, passed to the kernels in the environment)."""
     from equss.paper.compare import against_committed
+    from equss.paper.executor import run_options
     from equss.paper.notebooks import check_overrides, execute
 
     stems = notebook_names(names)
     check_overrides(list(overrides or []), scale)
+    env = run_options(executor, workers, threads, slurm)  # checked before any kernel starts
     out = Path(results) if results else default_results(scale)
     extra = {}
     if overrides:
@@ -78,9 +92,10 @@ def reproduce(names: list[str], scale: str = "proxy", results: str | None = None
     if seeds:
         extra["seeds"] = [int(s) for s in seeds]
     done = []
-    for stem in stems:
-        done.append(execute(stem, scale, results=str(out), data_root=data_root, device=device, extra=extra,
-                            progress=progress))
+    with _environment(env):  # the kernels inherit it
+        for stem in stems:
+            done.append(execute(stem, scale, results=str(out), data_root=data_root, device=device, extra=extra,
+                                progress=progress))
     committed = committed_results(scale)
     if compare and committed.is_dir() and out.resolve() != committed.resolve():
         tables = [t for s in stems for t in TABLES.get(s, [])]
@@ -96,9 +111,31 @@ def reproduce(names: list[str], scale: str = "proxy", results: str | None = None
     return done
 
 
+@contextlib.contextmanager
+def _environment(env: dict):
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def _cmd_reproduce(args) -> int:
+    slurm = {k: v for k, v in (("partition", args.partition), ("time_min", args.time_min),
+                               ("gpus_per_node", args.gpus), ("array_parallelism", args.array_parallelism))
+             if v is not None}
+    if args.slurm_config or slurm:
+        from equss.paper.executor import slurm_settings
+
+        slurm = slurm_settings(args.slurm_config, **slurm)
     reproduce(args.names, args.scale, args.results, args.data_root, args.device, args.seeds, args.set,
-              progress=not args.no_progress, compare=not args.no_compare)
+              progress=not args.no_progress, compare=not args.no_compare, executor=args.executor,
+              workers=args.workers, threads=args.threads, slurm=slurm or None)
     return 0
 
 
@@ -117,4 +154,14 @@ def register(sub):
                    help="a config override applied to every run (repeatable)")
     p.add_argument("--no-progress", action="store_true", help="no progress lines on the terminal")
     p.add_argument("--no-compare", action="store_true", help="do not print the comparison with the committed results")
+    g = p.add_argument_group("runs in parallel (equss.paper.executor)")
+    g.add_argument("--executor", help="how the notebooks' runs are fanned out: serial (default), local, submitit, "
+                                      "submitit-local")
+    g.add_argument("--workers", type=int, help="local pool / SLURM array: runs at once (default: measured)")
+    g.add_argument("--threads", type=int, help="intra-op threads of each run (the numbers depend on it)")
+    g.add_argument("--slurm-config", metavar="FILE", help="YAML: partition, time_min, gpus_per_node, mem_gb, ...")
+    g.add_argument("--partition", help="SLURM partition")
+    g.add_argument("--time-min", type=int, help="SLURM time limit of one run, minutes")
+    g.add_argument("--gpus", type=int, help="GPUs per SLURM job")
+    g.add_argument("--array-parallelism", type=int, help="SLURM jobs of the array at once")
     p.set_defaults(func=_cmd_reproduce)
