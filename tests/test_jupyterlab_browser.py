@@ -224,3 +224,48 @@ def test_opening_and_saving_every_committed_executed_notebook_changes_nothing(tm
     assert len(saved) == len(committed) and len(cells) > 0  # every notebook was opened and saved by JupyterLab
     status = subprocess.run(["git", "status", "--porcelain"], cwd=repo, capture_output=True, text=True).stdout
     assert status == "", status
+
+
+def conclusion_and_figure_shown(url: str, token: str, notebook: str, artefact: str, shot: Path) -> None:
+    """Open ``notebook`` in Chromium and wait for both its computed conclusion ("What <artefact> shows", a
+    rendered Markdown output) and an inline PNG figure; save a screenshot of the conclusion."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver = _browser()
+    try:
+        driver.get(f"{url}/lab/tree/{notebook}?token={token}")
+        WebDriverWait(driver, 180, poll_frequency=1).until(
+            lambda d: [i for i in d.find_elements(By.CSS_SELECTOR, ".jp-OutputArea-output img")
+                       if i.get_attribute("src").startswith("data:image/png") and i.size["width"] > 100])
+        found = WebDriverWait(driver, 180, poll_frequency=1).until(
+            lambda d: [m for m in d.find_elements(By.CSS_SELECTOR, ".jp-OutputArea-output.jp-RenderedMarkdown")
+                       if f"What {artefact} shows" in m.text])
+        driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", found[0])
+        time.sleep(1)
+        shot.parent.mkdir(parents=True, exist_ok=True)
+        assert driver.save_screenshot(str(shot))
+    finally:
+        driver.quit()
+
+
+@pytest.fixture(scope="module")
+def executed_table1(data_root, executed) -> Path:
+    """Table 1 at smoke scale, into the same results folder as the Fig. 6 notebook (the claims see both)."""
+    return runner.execute("table1_cocostuff", scale="smoke", results=str(executed.parent.parent),
+                          data_root=str(data_root), progress=False)
+
+
+def test_table1_and_fig6_show_their_conclusion_and_the_paper_beside_the_proxy(executed, executed_table1, tmp_path):
+    """The reader's companion (issue 22's done-when): Table 1 and Fig. 6, opened in JupyterLab, show the
+    figure with the paper's values on it and end with the conclusion computed from the claims."""
+    _need_browser()
+    for nb, artefact in ((executed_table1, "Table 1"), (executed, "Fig. 6")):
+        cells = nbformat.read(nb, as_version=4).cells
+        assert "What to look for" in cells[0].source  # opens with what to look for
+        assert any("paper" in o.get("data", {}).get("text/plain", "") or "paper" in c.source
+                   for c in cells for o in c.get("outputs", []) if "image/png" in o.get("data", {}))
+    with serve(executed.parent.parent, tmp_path) as (url, token):
+        for nb, artefact in ((executed_table1, "Table 1"), (executed, "Fig. 6")):
+            shot = Path(os.environ.get("EQUSS_SCREENSHOT_DIR") or tmp_path) / f"jupyterlab_{nb.stem}_conclusion.png"
+            conclusion_and_figure_shown(url, token, f"notebooks/{nb.name}", artefact, shot)
