@@ -160,7 +160,8 @@ def test_paper_preset_end_to_end(preset, paper_env, tmp_path, capsys):
         assert rc == 0, capsys.readouterr().err[-3000:]
         res = json.loads((folder / "eval.json").read_text())
         keys = ["cluster", "linear"] + (["cluster_crf", "linear_crf"] if crf else [])
-        assert sorted(k for k in res if k != "provenance") == sorted(keys)
+        assert sorted(k for k in res if k not in ("provenance", "per_image_file")) == sorted(keys)
+        assert (folder / res["per_image_file"]).is_file()  # the per-image counts beside it
         for k in keys:
             assert _finite(res[k]["Accuracy"]) and _finite(res[k]["mIoU"]), (k, res[k])
             assert 0 <= res[k]["Accuracy"] <= 100 and 0 <= res[k]["mIoU"] <= 100

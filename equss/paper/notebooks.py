@@ -148,6 +148,9 @@ def _stamp(dst: Path, status: str, error: str | None) -> None:
         return
     prov = provenance()
     nb.metadata.pop("jupytext", None)
+    for cell in nb.cells:  # papermill's injected parameters shown collapsed, like the parameters cell
+        if "injected-parameters" in cell.metadata.get("tags", []):
+            cell.metadata.setdefault("jupyter", {})["source_hidden"] = True
     pm_meta = nb.metadata.get("papermill") or {}
     for key in ("input_path", "output_path"):  # machine paths: repository-relative, else the file's name in RESULTS
         if pm_meta.get(key):
