@@ -221,6 +221,44 @@ def check_dataset(name: str, root: Path, histogram: bool = False, decode: bool =
     return summary
 
 
+def prepare_folder(data_root) -> int:
+    """``equss prepare folder --data-root DIR``: decode every image (and label), count the splits
+    and labels, print the commands that train on it, segment it and (with labels) evaluate."""
+    from equss.data import get_dataset
+    from equss.data.folder import CLASSES, LABELS
+
+    ds = get_dataset("folder", "all", data_root=data_root)
+    for i in tqdm(range(len(ds.samples)), desc="checking folder", unit="img"):
+        ds.check_sample(i)
+    n, labelled = len(ds), ds.label_count()
+    n_val = sum(1 for i in range(n) if i % 5 == 4)
+    root = ds.root
+    print(f"folder {root}: {n} images (splits: all {n}, train {n - n_val}, val {n_val})")
+    if ds.n_classes:
+        print(f"  labels: {labelled} of {n} images have {LABELS}/<path>.png; {ds.n_classes} classes from {CLASSES}: "
+              + ", ".join(ds.class_names))
+        report = ds.label_report()
+        if report:
+            print(f"  warning: {report}")
+    else:
+        print(f"  no {CLASSES}: unlabelled (the model finds model.extra_clusters clusters; "
+              "the folder-equss preset: 8)")
+    quoted = shlex_quote(str(root))
+    print("next:")
+    print(f"  equss train --preset folder-equss --data-root {quoted} --out runs/my-folder")
+    print(f"  equss segment {quoted} --checkpoint runs/my-folder/best.pt --out runs/my-folder/seg")
+    if ds.n_classes:
+        print(f"  equss eval --checkpoint runs/my-folder/best.pt --data-root {quoted} --out runs/my-folder/eval"
+              "   # Hungarian-matched Acc / mIoU; segment --assignment runs/my-folder/eval/eval.json names the classes")
+    return 0
+
+
+def shlex_quote(text: str) -> str:
+    import shlex
+
+    return shlex.quote(text)
+
+
 def run_prepare(args: argparse.Namespace) -> int:
     from equss.data import DATASETS, dataset_info
     name = str(args.dataset).lower().replace("-", "_")
@@ -228,12 +266,7 @@ def run_prepare(args: argparse.Namespace) -> int:
         raise EqussError(f"unknown dataset {args.dataset!r}; choose one of: "
                          f"{', '.join(n for n in DATASETS if n != 'folder')}, folder")
     if name == "folder":
-        from equss.data import get_dataset
-        ds = get_dataset("folder", "all", data_root=args.data_root)
-        for i in tqdm(range(len(ds.samples)), desc="checking folder", unit="img"):
-            ds.check_sample(i)
-        print(f"folder {ds.root}: {len(ds)} images")
-        return 0
+        return prepare_folder(args.data_root)
     if args.download and name != "camvid":
         print(f"{name}: automatic download is not available; {INSTRUCTIONS[name]}")
     if args.download and name == "camvid":

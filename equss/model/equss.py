@@ -167,7 +167,9 @@ class EQUSS(nn.Module):
             return {"cluster": self.cluster_probe.log_probs(x, alpha=alpha),
                     "linear": F.log_softmax(self.linear_probe(x), dim=1)}
         logits = self.linear_probe(x)
-        if tuple(logits.shape[-2:]) != size:
+        if self.linear_probe.n_classes == 0:  # no classes (unlabelled folder): an empty linear output
+            logits = x.new_zeros((x.shape[0], 0) + size)
+        elif tuple(logits.shape[-2:]) != size:
             logits = F.interpolate(logits, size, mode="bilinear", align_corners=False)
         inner = self.cluster_probe.inner_products(x, size)
         return {"cluster": F.log_softmax(inner * alpha, dim=1), "linear": F.log_softmax(logits, dim=1)}
@@ -200,4 +202,7 @@ class EQUSS(nn.Module):
         size = tuple(int(s) for s in size)
         if tuple(scores.shape[-2:]) != size:
             scores = F.interpolate(scores, size, mode="bilinear", align_corners=False)
-        return {"cluster": scores[:, :k].argmax(1), "linear": scores[:, k:].argmax(1)}
+        cluster = scores[:, :k].argmax(1)
+        if scores.shape[1] == k:  # no classes (unlabelled folder): no linear prediction
+            return {"cluster": cluster, "linear": torch.full_like(cluster, -1)}
+        return {"cluster": cluster, "linear": scores[:, k:].argmax(1)}

@@ -101,7 +101,10 @@ class LinearProbe(nn.Module):
         self.conv.reset_parameters()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits ``(B, n_classes, H, W)``."""
+        """Logits ``(B, n_classes, H, W)`` (no channels for a dataset without classes: an
+        unlabelled image folder trains the cluster probe only)."""
+        if self.n_classes == 0:
+            return x.new_zeros((x.shape[0], 0) + tuple(x.shape[2:]))
         return self.conv(x)
 
     def loss(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -111,6 +114,8 @@ class LinearProbe(nn.Module):
         valid means ``0 <= label < n_classes`` (so -1 is ignored).  Where no pixel is
         valid this returns 0 (with a graph) instead of STEGO's NaN.
         """
+        if self.n_classes == 0:  # no classes, nothing to learn
+            return x.sum() * 0.0
         logits = self(x)
         if logits.shape[-2:] != labels.shape[-2:]:
             logits = F.interpolate(logits, labels.shape[-2:], mode="bilinear", align_corners=False)

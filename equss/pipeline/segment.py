@@ -99,6 +99,10 @@ def list_inputs(path: str | os.PathLike) -> tuple[Path, list[Path]]:
         return p.parent, [p]
     if p.is_dir():
         files = list_images(p)
+        from equss.data.folder import CLASSES, LABELS
+
+        if (p / CLASSES).is_file():  # a labelled image folder (equss.data.folder): its label PNGs are no inputs
+            files = [f for f in files if f.relative_to(p).parts[0] != LABELS]
         if not files:
             raise EqussError(f"folder {p} has no image files ({' '.join(IMAGE_EXTENSIONS)}); "
                              "pass a folder with images or an image file")
