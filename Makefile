@@ -10,6 +10,8 @@
 #   make regenerate [SCALE=...]      the committed results themselves: `make reproduce RESULTS=results/<scale>`
 #   make nb-sync                     after editing a notebook outside JupyterLab: sync .ipynb <-> .py, strip outputs
 #   make bench                       benchmarks -> results/bench/*.json
+#   make models                      the shipped models/<name>/ from Table 1's median seed (python -m equss.paper.ship)
+#   make tensorboard [TB_DIR=runs]   TensorBoard on the event files `equss train` writes beside each log.jsonl
 # Data: DATA=/path (passed as --data-root), else $EQUSS_DATA, else ./data, resolved once by equss.paths
 # (with ./data and no ./data/CamVid the proxy targets download CamVid there first).
 # Caches: EQUSS_CACHE (default $XDG_CACHE_HOME/equss, else ~/.cache/equss).
@@ -25,6 +27,7 @@ NB_RUN = $(PY) -m equss reproduce
 LAB_ARGS ?= $(if $(filter 0,$(shell id -u)),--allow-root)
 
 .PHONY: regenerate setup lab test test-fast lint unit-test nb-test nb-sync quickstart reproduce bench clean-results \
+        models tensorboard \
         reproduce-all reproduce-table1 reproduce-table2 reproduce-table3 reproduce-fig2 reproduce-fig4 reproduce-fig5 \
         reproduce-fig6 reproduce-learning-curves reproduce-claims
 
@@ -137,6 +140,17 @@ regenerate:
 
 bench: setup
 	$(PY) benchmarks/run_all.py
+
+# The shipped models (models/camvid-equss, models/camvid-stego): per method the median seed of the committed
+# Table 1 (unsupervised mIoU without CRF), trained through the run cache (a warm cache of `make regenerate` is
+# reused) and evaluated with and without the CRF; weights (safetensors) + model card.
+models: setup
+	$(PY) -m equss.paper.ship --results $(COMMITTED) $(if $(DATA),--data-root $(DATA))
+
+# TensorBoard (http://localhost:6006) on every run folder under TB_DIR (`equss train --out` default: runs/)
+TB_DIR ?= runs
+tensorboard: setup
+	$(VENV)/bin/tensorboard --logdir $(TB_DIR) $(TB_ARGS)
 
 clean-results:
 	rm -rf $(RESULTS)

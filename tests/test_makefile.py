@@ -62,4 +62,6 @@ def test_reproduce_order_curves_first_claims_last(tmp_path):
     order = dry_run("reproduce-all", "SCALE=proxy", f"RESULTS={none}", f"COMMITTED={none}", venv=tmp_path)
     assert order[0] == "learning_curves" and order[-1] == "claims"
     assert order[1] == "learning_curves?"  # made once: already there when the tables ask for it
-    assert sorted(order[:1] + order[2:]) == sorted(p.stem for p in (ROOT / "notebooks").glob("*.ipynb"))
+    # every notebook but the demo (it segments images with a shipped model; it reproduces nothing)
+    assert sorted(order[:1] + order[2:]) == sorted(p.stem for p in (ROOT / "notebooks").glob("*.ipynb")
+                                                   if p.stem != "demo")

@@ -19,6 +19,7 @@ from PIL import Image
 
 from equss import cli
 from equss.config import load_config
+from equss.data.camvid import CamVid
 from equss.model import EQUSS
 from equss.paper import ship
 from equss.pipeline import shipped
@@ -248,8 +249,6 @@ def test_segment_two_camvid_images_offline(data_root, tmp_path, capsys, no_netwo
     capsys.readouterr()
     summary = json.loads((out / "segment.json").read_text())
     assert summary["labels"] == "classes" and summary["class_names"] == card["class_names"]
-    from equss.data.camvid import CamVid
-
     for img, annot in pairs:
         labels = np.asarray(Image.open(out / f"{img.stem}_labels.png"))
         assert labels.shape == np.asarray(Image.open(img)).shape[:2]
@@ -268,7 +267,7 @@ def test_torch_hub_local(data_root, tmp_path, capsys, no_network):
     _shipped_or_skip("camvid-equss")
     img, _ = _camvid_test(data_root, CAMVID_TEST[0])
     seg = torch.hub.load(str(ROOT), "equss_camvid", source="local")
-    assert isinstance(seg, torch.nn.Module) and seg.class_names[0] == "sky"
+    assert isinstance(seg, torch.nn.Module) and seg.class_names == list(CamVid.info.class_names)
     labels = seg.segment(str(img))
     out = tmp_path / "cli"
     assert cli.main(["segment", "--model", "camvid-equss", str(img), "--out", str(out)]) == 0

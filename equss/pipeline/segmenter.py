@@ -55,7 +55,8 @@ class Segmenter(torch.nn.Module):
         return cls(net, backbone, cfg, info)
 
     @staticmethod
-    def _image(image):
+    def to_rgb(image):
+        """A PIL image, a path or an (H, W, 3) uint8 array as an 8-bit RGB PIL image (EXIF orientation applied)."""
         from PIL import Image
 
         from equss.pipeline.segment import load_image, load_rgb_from_pil
@@ -70,22 +71,39 @@ class Segmenter(torch.nn.Module):
             return load_rgb_from_pil(image)
         raise EqussError(f"cannot segment a {type(image).__name__}; pass a PIL image, a path or an (H, W, 3) uint8 array")
 
-    def segment(self, image, crf: bool = False, probe: str = "cluster", flip: bool = True,
-                resolution: int | None = None) -> np.ndarray:
-        from equss.pipeline.segment import segment_image
+    def logprobs(self, image, probe: str = "cluster", flip: bool = True, resolution: int | None = None) -> torch.Tensor:
+        """The probe's log-probabilities ``(n, H, W)`` at the image's size (clusters for ``cluster``)."""
+        from equss.pipeline.segment import segment_logprobs
 
         if probe == "linear" and self.n_classes == 0:
             raise EqussError(f"model {self.name!r} has no classes (trained without labels); use probe='cluster'")
-        labels = segment_image(self.model, self.backbone, self._image(image), self.cfg, probe=probe,
-                               resolution=resolution or self.resolution, crf=crf,
-                               assignment=self.assignment if probe == "cluster" else None, flip=flip)
-        return labels
+        return segment_logprobs(self.model, self.backbone, self.to_rgb(image), self.cfg, probe=probe,
+                                resolution=resolution or self.resolution, flip=flip)
+
+    def decide(self, logprobs: torch.Tensor, image=None, crf: bool = False, probe: str = "cluster") -> np.ndarray:
+        """Class ids ``(H, W)`` from :meth:`logprobs` (refined by the dense CRF on ``image`` when ``crf``);
+        cluster ids go through the model's assignment (-1: a cluster without a class)."""
+        lp = logprobs
+        if crf:
+            from equss.eval.crf import dense_crf
+
+            lp = dense_crf(np.asarray(self.to_rgb(image), dtype=np.uint8), lp, inputs="logits")
+        pred = lp.argmax(0).numpy().astype(np.int64)
+        if probe == "cluster" and self.assignment is not None:
+            pred = np.asarray(self.assignment, dtype=np.int64)[pred]
+        return pred
+
+    def segment(self, image, crf: bool = False, probe: str = "cluster", flip: bool = True,
+                resolution: int | None = None) -> np.ndarray:
+        """Class ids ``(H, W)`` (the path of ``equss segment``: same numbers)."""
+        img = self.to_rgb(image)
+        return self.decide(self.logprobs(img, probe, flip, resolution), img, crf=crf, probe=probe)
 
     def clusters(self, image, crf: bool = False, flip: bool = True, resolution: int | None = None) -> np.ndarray:
         """Raw cluster ids ``(H, W)`` of the cluster probe (no class mapping)."""
         from equss.pipeline.segment import segment_image
 
-        return segment_image(self.model, self.backbone, self._image(image), self.cfg, probe="cluster",
+        return segment_image(self.model, self.backbone, self.to_rgb(image), self.cfg, probe="cluster",
                              resolution=resolution or self.resolution, crf=crf, assignment=None, flip=flip)
 
     @torch.no_grad()
@@ -101,7 +119,7 @@ class Segmenter(torch.nn.Module):
 
         if self.model.quantizer is None:
             raise EqussError(f"model {self.name!r} has no product quantiser (no codewords); use an EQUSS model")
-        img = self._image(image)
+        img = self.to_rgb(image)
         x = preprocess_image(img, resolution or self.resolution, crop="none")[None]
         H, W = x.shape[-2:]
         p = self.backbone.patch_size
