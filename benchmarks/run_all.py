@@ -5,7 +5,7 @@
 Each ``bench_X.py`` runs in its own process and writes ``results/bench/bench_X.json``;
 a failing benchmark is reported and the others still run (exit code 1 at the end).
 ``--quick`` passes ``--quick`` to each and skips ``bench_proxy`` (the full proxy Table 1
-run).  The README table is built from the JSON files present, so it always shows the
+run; ``bench_executor --quick`` runs at smoke scale).  The README table is built from the JSON files present, so it always shows the
 latest figure of each benchmark and the machine it came from.
 """
 from __future__ import annotations
@@ -21,7 +21,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import benchlib as bl  # noqa: E402
 
-BENCHES = ["pq", "train_step", "features", "eval", "knn", "proxy", "proxy_run"]
+BENCHES = ["pq", "train_step", "features", "eval", "knn", "proxy", "proxy_run", "executor"]
 
 
 def fmt(v) -> str:

@@ -311,6 +311,12 @@ def test_makespan_is_a_longest_first_schedule():
 @pytest.mark.slow
 def test_plan_predicts_from_a_cached_calibration(camvid, tmp_path, monkeypatch, capsys):
     fresh_cache(monkeypatch, tmp_path / "cache")
+    n = ex.cores()
+    layout = {"rows": [{"workers": 1, "threads": 1, "step_s": 1.0, "startup_s": 3.0},
+                       {"workers": n, "threads": 1, "step_s": 1.25, "startup_s": 4.0},
+                       {"workers": 1, "threads": n, "step_s": 0.75, "startup_s": 3.0}],
+              "best": {"workers": n, "threads": 1}}  # measure_layout has its own test
+    monkeypatch.setattr(ex, "measure_layout", lambda *a, **k: layout)
     reqs = [Request.run(tiny(camvid, 0)), Request.run(tiny(camvid, 1), crf=True), Request.baseline(tiny(camvid, 0))]
     p = ex.plan(reqs, workers=1, threads=1)
     assert p["counts"] == {"cached": 0, "evaluate": 0, "new": 3}
@@ -318,8 +324,14 @@ def test_plan_predicts_from_a_cached_calibration(camvid, tmp_path, monkeypatch, 
     assert [j["name"] for j in pred["jobs"]] == [j["name"] for j in p["jobs"]]
     assert all(j["serial_s"] > 0 and j["pool_s"] > 0 for j in pred["jobs"])
     assert pred["serial"]["wall_s"] == pytest.approx(sum(j["serial_s"] for j in pred["jobs"]), abs=0.2)
-    # one worker: the pool's wall time is the sum of its jobs (prepare first, then the runs)
-    assert pred["parallel"]["wall_s"] == pytest.approx(sum(j["pool_s"] for j in pred["jobs"]), abs=0.2)
+    # one worker: the pool's wall time is the sum of its jobs (prepare first, then the runs) and two start-ups
+    assert pred["parallel"]["slowdown"] == 1.0 and pred["parallel"]["startup_s"] == 4.0
+    assert pred["parallel"]["wall_s"] == pytest.approx(sum(j["pool_s"] for j in pred["jobs"]) + 8.0, abs=0.2)
+    if n > 1:
+        two = ex.plan(reqs, workers=n, threads=1)["prediction"]  # n workers at once: each job 1.25x slower
+        assert two["parallel"]["slowdown"] == 1.25
+        assert [j["pool_s"] for j in two["jobs"]] == pytest.approx([1.25 * j["pool_s"] for j in pred["jobs"]],
+                                                                   abs=0.02)
     ex.print_plan(p)
     out = capsys.readouterr().out
     assert "3 requests: 0 cached, 0 to evaluate, 3 new; 4 jobs" in out and "predicted wall time: serial" in out

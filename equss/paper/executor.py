@@ -93,6 +93,8 @@ SLURM_KEYS = {  # YAML key -> submitit AutoExecutor parameter
     "setup": "slurm_setup", "additional": "slurm_additional_parameters",
 }
 SLURM_OWN = {"cluster", "folder"}  # keys read here, not passed to submitit
+CALIBRATED = ("step_s", "eval_img_s", "eval_flip_img_s", "crf_img_s", "feature_train_img_s", "feature_eval_img_s",
+              "backbone_load_s")  # seconds per model shape (calibrate)
 
 
 # ---------------------------------------------------------------------------- requests and jobs
@@ -256,7 +258,8 @@ def measure_layout(steps: int = 4, refresh: bool = False) -> dict:
     """Steps per second of the synthetic proxy training step for every layout ``cores // T``
     processes x ``T`` threads (T = 1, 2, 4, ... dividing the cores), each process timed after a
     barrier; cached in ``cache_dir("executor")/layout-<machine>.json``.  Also measures a worker's
-    start-up (spawn, imports) for the plan."""
+    start-up (spawn, imports) for the plan.  Measured on a busy machine it says little (its
+    ``load_avg`` is recorded): ``refresh=True`` measures again."""
     from equss.io import read_json, write_json
     from equss.paths import cache_dir
 
@@ -274,7 +277,11 @@ def measure_layout(steps: int = 4, refresh: bool = False) -> dict:
                          "steps_per_s": sum(steps / s for s in times) / steps})
     full = [r for r in rows if r["workers"] * r["threads"] == n]
     best = max(full, key=lambda r: (round(r["steps_per_s"], 2), r["workers"]))
-    out = {"machine": _machine_key(), "cores": n, "steps": steps, "rows": rows,
+    try:
+        load = [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        load = None
+    out = {"machine": _machine_key(), "cores": n, "steps": steps, "rows": rows, "load_avg": load,
            "best": {"workers": best["workers"], "threads": best["threads"]},
            "time_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
     write_json(path, out)
@@ -824,7 +831,8 @@ def calibrate(cfgs: list, threads: int, refresh: bool = False, crf: bool = False
     missing = {}
     for cfg in cfgs:
         key = _shape_key(cfg)
-        if key not in shapes or (crf and shapes[key].get("crf_img_s") is None):
+        known_fields = shapes.get(key, {})
+        if any(f not in known_fields for f in CALIBRATED) or (crf and known_fields.get("crf_img_s") is None):
             missing[key] = cfg
     if missing:
         from equss.paper import jobs
@@ -861,18 +869,20 @@ def prediction(todo: list[dict], workers: int | None = None, threads: int | None
         if key not in sizes:
             sizes[key] = _split_sizes(j["cfg"])
         s, p = _job_cost(j, serial_cost, sizes[key]), _job_cost(j, pool_cost, sizes[key])
-        jobs_out.append({"name": j["name"], "kind": j["kind"], "serial_s": s[0], "pool_s": p[0] * slowdown + startup,
-                         "note": s[1]})
+        jobs_out.append({"name": j["name"], "kind": j["kind"], "serial_s": round(s[0], 2),
+                         "pool_s": round(p[0] * slowdown, 2), "note": s[1]})
     serial = sum(j["serial_s"] for j in jobs_out)
     prep = [j["pool_s"] for j in jobs_out if j["kind"] == "prepare"]
     rest = [j["pool_s"] for j in jobs_out if j["kind"] != "prepare"]
-    wall = _makespan(prep, lay["workers"]) + _makespan(rest, lay["workers"])
+    # two stages (the caches, then the runs), each starting its workers once
+    wall = sum(startup + _makespan(stage, lay["workers"]) for stage in (prep, rest) if stage)
     return {"jobs": jobs_out, "serial": {"wall_s": round(serial, 1), "threads": n},
             "parallel": {"wall_s": round(wall, 1), "workers": lay["workers"], "threads": lay["threads"],
                          "slowdown": round(slowdown, 3), "startup_s": round(startup, 2)},
-            "model": "steps x step_s + validations x val images x eval_img_s + test evaluations x test images x "
-                     "(eval_img_s | eval_flip_img_s) (+ 2 x crf_img_s) + missing feature caches x images x "
-                     "feature_img_s; pool: x slowdown (workers at once) + worker start-up; LPT schedule"}
+            "model": "a run: backbone loads x backbone_load_s + steps x step_s + validations x val images x "
+                     "eval_img_s + per test evaluation test images x (eval_img_s | eval_flip_img_s) (+ 2 x crf_img_s); "
+                     "a prepare job: backbone_load_s + images without a feature cache x feature_*_img_s; pool: jobs "
+                     "x slowdown (workers at once), LPT schedule per stage + worker start-up per stage"}
 
 
 def _makespan(costs: list[float], workers: int) -> float:
@@ -888,21 +898,22 @@ def _job_cost(job: dict, costs: dict, sizes: dict) -> tuple[float, str]:
     c = costs.get(_shape_key(cfg), {})
     n_train, n_val, n_test = (sizes.get(k) or 0 for k in ("train", "val", "test"))
     note = "" if all(sizes.get(k) is not None for k in ("train", "val", "test")) else "data missing: sizes unknown"
+    load = c.get("backbone_load_s", 0.0)
     if job["kind"] == "prepare":
-        return _missing_feature_cost(cfg, sizes, job.get("flip"), c), note
+        return load + _missing_feature_cost(cfg, sizes, job.get("flip"), c), note
     if job["kind"] == "baseline":  # k-means and a linear probe on cached features: uncalibrated, as evaluations
-        return (n_train + n_test) * c.get("eval_img_s", 0.0), (note or "baseline: estimated as evaluations")
+        return load + (n_train + n_test) * c.get("eval_img_s", 0.0), (note or "baseline: estimated as evaluations")
     t = cfg.train
     steps = max(1, round(t.epochs * math.ceil(n_train / t.batch_size))) if t.epochs > 0 else t.steps
     trained = state(job) != "new"
     total = 0.0
     if not trained:
         vals = (steps // t.val_every + (1 if steps % t.val_every else 0)) if t.val_every else 0
-        total += steps * c.get("step_s", 0.0) + vals * n_val * c.get("eval_img_s", 0.0)
+        total += load + steps * c.get("step_s", 0.0) + vals * n_val * c.get("eval_img_s", 0.0)
     for crf, flip in job["evals"]:
         per = c.get("eval_flip_img_s" if flip else "eval_img_s", 0.0) + (2 * (c.get("crf_img_s") or 0.0) if crf else 0)
         if not (trained and (Path(job["folder"]) / _eval_name(cfg, crf, flip)).is_file()):
-            total += n_test * per
+            total += load + n_test * per
     if job["steps"] and t.keep_checkpoints and t.val_every:
         total += (steps // t.val_every) * n_test * c.get("eval_img_s", 0.0)
     return total, note

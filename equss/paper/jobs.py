@@ -287,7 +287,9 @@ def calibrate_shapes(item: dict) -> dict:
             crf_s = max(0.0, ((time.perf_counter() - t0) / 2 - eval_s) / 2)  # per image and probe
         for res in (cfg.data.resolution, size):
             if (cfg.train.backbone, res) not in forward:
+                t0 = time.perf_counter()
                 bb = load_backbone(cfg.train.backbone, pretrained=False)
+                forward[cfg.train.backbone] = time.perf_counter() - t0  # building it (a run loads the weights too)
                 bb.eval()
                 x = torch.randn(2, 3, res, res)
                 with torch.inference_mode():
@@ -297,5 +299,6 @@ def calibrate_shapes(item: dict) -> dict:
                 forward[(cfg.train.backbone, res)] = (time.perf_counter() - t0) / 2
         out[key] = {"step_s": step_s, "eval_img_s": eval_s, "eval_flip_img_s": flip_s, "crf_img_s": crf_s,
                     "feature_train_img_s": forward[(cfg.train.backbone, cfg.data.resolution)],
-                    "feature_eval_img_s": forward[(cfg.train.backbone, size)]}
+                    "feature_eval_img_s": forward[(cfg.train.backbone, size)],
+                    "backbone_load_s": forward[cfg.train.backbone]}
     return out
