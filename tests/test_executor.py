@@ -332,6 +332,9 @@ def test_plan_predicts_from_a_cached_calibration(camvid, tmp_path, monkeypatch, 
         assert two["parallel"]["slowdown"] == 1.25
         assert [j["pool_s"] for j in two["jobs"]] == pytest.approx([1.25 * j["pool_s"] for j in pred["jobs"]],
                                                                    abs=0.02)
+    written = ex.plan(reqs, workers=1, threads=1, file=tmp_path / "plan.json")
+    assert json.loads((tmp_path / "plan.json").read_text()) == json.loads(json.dumps(written))
+    assert written["prediction"]["jobs"] == pred["jobs"]  # the calibration is cached: the same prediction
     ex.print_plan(p)
     out = capsys.readouterr().out
     assert "3 requests: 0 cached, 0 to evaluate, 3 new; 4 jobs" in out and "predicted wall time: serial" in out

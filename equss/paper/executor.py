@@ -24,8 +24,10 @@ Executors (``executor=``):
   that uses it needs the usual ``if __name__ == "__main__":`` guard of ``spawn``.
 * ``submitit``: one SLURM job per run through submitit (an array with ``array_parallelism``
   jobs at once; partition, time, GPUs, memory from a YAML file or flags: :func:`slurm_settings`);
-  each job's stdout/stderr are copied back beside the pool's logs.  ``submitit-local`` runs the
-  same path with submitit's local executor on this machine (the tests; a machine without SLURM).
+  each job's stdout/stderr are copied back beside the pool's logs.  A job's threads: ``threads``,
+  else ``cpus_per_task``, else 1 (the nodes are not this machine: give it).  ``submitit-local``
+  runs the same path with submitit's local executor on this machine (the tests; a machine without
+  SLURM), laid out as the local pool.
 
 Jobs: the requests are grouped by run-cache folder (a training with all its evaluations is one
 job, so an evaluation never waits on a lock held by another worker), and before the runs of a
@@ -62,11 +64,12 @@ declare their requests, so ``equss reproduce --plan`` is not offered; call ``pla
 Why submitit, not Ray or Dask: a run is minutes to hours of one process that shares its inputs
 with the other runs through the on-disk caches, so nothing is gained from a task graph, an object
 store or a scheduler process (Ray's head node, Dask's scheduler) that has to be started, kept
-alive and secured on a cluster; submitit maps one run to one SLURM job (arrays, requeue on
-timeout, logs and results in a folder on the shared filesystem) with a small pure-Python
-dependency, and its local executor runs the same code path here.  The local pool needs no engine
-at all: one ``spawn`` process per job isolates memory and thread settings and shows a death by
-its exit status.  No measurement here gave a reason for Ray or Dask.
+alive and secured on a cluster; submitit maps one run to one SLURM job (job arrays, logs and
+results in a folder on the shared filesystem, so the submitting process may go away) with a small
+pure-Python dependency, and its local executor runs the same code path here.  The local pool needs
+no engine at all: a few ``spawn`` processes, each with its thread count set once, and a death seen
+by its exit status that fails only the job it held.  No measurement here gave a reason for Ray or
+Dask.
 """
 from __future__ import annotations
 
@@ -79,7 +82,7 @@ import os
 import signal
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from equss.errors import EqussError
@@ -98,12 +101,12 @@ CALIBRATED = ("step_s", "eval_img_s", "eval_flip_img_s", "crf_img_s", "feature_t
 
 
 # ---------------------------------------------------------------------------- requests and jobs
-@dataclass(frozen=True)
+@dataclass
 class Request:
     """One result a notebook needs: ``run`` (train + one test evaluation), ``steps`` (also every
     kept checkpoint evaluated) or ``baseline``."""
     kind: str
-    cfg: object = field(compare=False)
+    cfg: object
     crf: bool = False
     flip: bool | None = None
 
@@ -654,14 +657,14 @@ def run_many(requests, executor: str | None = None, workers: int | None = None, 
     settings = slurm_settings(slurm) if executor.startswith("submitit") else {}
     if executor.startswith("submitit"):
         _submitit()
-    todo = jobs_for(requests, progress=progress and executor == "serial")
+    todo = jobs_for(requests, progress=progress)  # a worker's bars: its log (or the runner's progress log)
     scale = requests[0].cfg.scale if requests else "proxy"
     if executor == "serial":
         lay = {"workers": 1, "threads": int(threads) if threads else None, "how": "serial"}
-    elif executor == "local":
-        lay = layout(workers, threads, scale=scale)
-    else:
-        lay = {"workers": int(workers or settings.get("array_parallelism") or cores()),
+    elif executor == "local" or (executor == "submitit-local" and not settings.get("cluster")):
+        lay = layout(workers, threads, scale=scale)  # this machine
+    else:  # SLURM: the nodes are not this machine; threads = cpus_per_task unless given (the numbers depend on it)
+        lay = {"workers": int(workers or settings.get("array_parallelism") or len(requests) or 1),
                "threads": int(threads or settings.get("cpus_per_task") or 1), "how": "given"}
     from equss.paths import cache_dir
 
@@ -753,10 +756,11 @@ def _say(text: str, progress: bool) -> None:
 
 # ---------------------------------------------------------------------------- plan and prediction
 def plan(requests, workers: int | None = None, threads: int | None = None, predict: bool = True,
-         jobs: list[dict] | None = None) -> dict:
+         jobs: list[dict] | None = None, file: str | os.PathLike | None = None) -> dict:
     """What ``requests`` need: each request ``cached`` / ``evaluate`` / ``new``; with ``predict`` the
     wall time predicted serially (one process at ``cores()`` threads) and in a pool of ``workers``
-    x ``threads`` (default :func:`layout`), from :func:`calibrate`'s costs."""
+    x ``threads`` (default :func:`layout`), from :func:`calibrate`'s costs.  ``file``: also written
+    there as JSON (to set beside the measured wall time later; :func:`run_many` does both)."""
     requests = _check_requests(requests)
     todo = jobs_for(requests) if jobs is None else jobs
     by_folder = {j.get("folder"): j for j in todo}
@@ -770,6 +774,10 @@ def plan(requests, workers: int | None = None, threads: int | None = None, predi
            "cores": cores(), "time_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
     if predict and todo:
         out["prediction"] = prediction(todo, workers, threads)
+    if file:
+        from equss.io import write_json
+
+        write_json(Path(file), out)
     return out
 
 
