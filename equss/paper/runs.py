@@ -172,7 +172,10 @@ def run(cfg: Config, crf: bool = False, flip: bool | None = None, progress: bool
     if not (done.is_file() and not retrain):
         with folder_lock(folder, wait=True):  # `make -j`: two notebooks needing the same run train it once
             if not (done.is_file() and not retrain):
-                note(f"run {describe(cfg)}: training and evaluating ({folder.name})")
+                trained = (folder / "provenance.json").is_file() and not retrain
+                phase = ("evaluating with the dense CRF" if crf else "evaluating") if trained else (
+                    "training, then evaluating" + (" with the dense CRF" if crf else ""))
+                note(f"run {describe(cfg)}: {phase} ({folder.name})")
                 _train_and_evaluate(cfg, folder, done, crf, flip, progress, retrain)
     else:
         note(f"run {describe(cfg)}: cached ({folder.name})")
