@@ -37,7 +37,11 @@ def _execute(dst: Path, env: dict | None = None) -> tuple[nbformat.NotebookNode,
     os.environ.update(env or {})
     failure = None
     try:
-        NotebookClient(nb, timeout=600, kernel_name="python3", shutdown_kernel="immediate",
+        # nbclient's reply wait on a cell that opens widgets sometimes returns only at the cell's timeout
+        # (jupyter/nbclient#312; nbval and JupyterLab are not affected): the widget cell, which only draws
+        # one figure, gets 60 s
+        NotebookClient(nb, timeout_func=lambda cell: 60 if ".widget(" in cell.source else 600,
+                       kernel_name="python3", shutdown_kernel="immediate",
                        resources={"metadata": {"path": str(NOTEBOOK.parent)}}).execute()
     except CellExecutionError as exc:
         failure = exc

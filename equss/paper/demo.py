@@ -269,8 +269,8 @@ class CodewordExplorer:
                         f"{self.h * self.w} cells)", fontsize=9)
         tab = plt.get_cmap("tab20")(np.arange(20))[:, :3]
         ax[3].imshow(tab[(upsample_nearest(m["code_map"], (H, W)) * 7) % 20], interpolation="nearest")
-        ax[3].set_title(f"code map of codebook {codebook} (K={self.seg.cfg.model.codebook_size}; "
-                        f"{len(np.unique(m['code_map']))} codewords used here)", fontsize=9)
+        ax[3].set_title(f"code map of codebook {codebook}\n({len(np.unique(m['code_map']))} of its "
+                        f"K={self.seg.cfg.model.codebook_size} codewords here)", fontsize=9)
         for a in ax:
             a.plot([x], [y], marker="x", color="cyan", markersize=10, mew=2)
             a.set_axis_off()
@@ -306,16 +306,12 @@ class CodewordExplorer:
             "codebook": widgets.IntSlider(value=0, min=0, max=self.M - 1, description="codebook"),
             "source": widgets.Dropdown(options=list(self.class_maps), value="model", description="classes"),
         }
-        out = widgets.Output()
+        def draw(**kw):  # interactive_output runs it inside its Output widget, cleared before each redraw
+            fig = self.figure(**kw)
+            display(fig)
+            plt.close(fig)
 
-        def draw(**kw):
-            with out:
-                out.clear_output(wait=True)
-                fig = self.figure(**kw)
-                display(fig)
-                plt.close(fig)
-
-        widgets.interactive_output(draw, controls)
+        out = widgets.interactive_output(draw, controls)
         box = widgets.VBox([widgets.HBox([controls["y"], controls["x"]]),
                             widgets.HBox([controls["k"], controls["codebook"], controls["source"]]), out])
         return box

@@ -87,10 +87,12 @@ def record_config(record: Path, data_root: str | None = None):
     return cfg
 
 
-def _same_numbers(a: dict, b: dict) -> bool:
+def _differences(a: dict, b: dict) -> list[float]:
+    """|a - b| of every Acc / mIoU both evaluations have (points)."""
     keys = ("cluster", "linear", "cluster_crf", "linear_crf")
-    return all((a.get(k) or {}).get(m) == (b.get(k) or {}).get(m) for k in keys for m in ("Accuracy", "mIoU")
-               if k in b)
+    return [abs(float(a[k][m]) - float(b[k][m])) for k in keys for m in ("Accuracy", "mIoU")
+            if isinstance(a.get(k), dict) and isinstance(b.get(k), dict) and a[k].get(m) is not None
+            and b[k].get(m) is not None]
 
 
 def ship(name: str, results: str | Path = "results/proxy", out: str | Path | None = None,
@@ -131,7 +133,8 @@ def ship(name: str, results: str | Path = "results/proxy", out: str | Path | Non
                  "values": choice["values"], "seed": choice["seed"], "record": str(record),
                  "record_numbers": {k: {m: (recorded.get(k) or {}).get(m) for m in ("Accuracy", "mIoU")}
                                     for k in ("cluster", "linear", "cluster_crf", "linear_crf") if k in recorded},
-                 "matches_record": _same_numbers(ev, recorded) if recorded else None}
+                 "matches_record": (max(_differences(ev, recorded), default=1.0) == 0.0) if recorded else None,
+                 "largest_difference": max(_differences(ev, recorded), default=None) if recorded else None}
     target = Path(out or models_dir()) / name
     return export_model(folder / "best.pt", target, name, evaluation=ev, method=method, selection=selection,
                         intended_use=INTENDED_USE, limitations=LIMITATIONS)

@@ -222,6 +222,7 @@ def export_model(checkpoint: str | os.PathLike, out: str | os.PathLike, name: st
         raise EqussError(f"model name {name!r} must be lower-case letters, digits, '.', '_' or '-'")
     state = load_checkpoint(checkpoint)
     net, cfg = model_from_checkpoint(state)
+    cfg.data.data_root = None  # where the data lay on the training machine: not part of the model (nor of its key)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in net.state_dict().items()}
@@ -314,14 +315,17 @@ def card_markdown(card: dict) -> str:
              f"- classes: {', '.join(card['class_names'])}.",
              f"- {card['assignment_source']}.", ""]
     if s:
-        lines += ["## Why this seed", "", f"- {s.get('rule', '')}", ""]
+        lines += ["## Why this seed", "", f"- {s.get('rule', '')}."]
         if s.get("values"):
             lines.append("- per seed: " + ", ".join(f"seed {k}: {_pct(v)}" for k, v in s["values"].items()) +
                          f" -> seed {s.get('seed')}.")
         if s.get("record"):
-            lines.append(f"- its run record: `{s['record']}`" +
-                         (f"; this model's test numbers equal the record's: {s['matches_record']}"
-                          if "matches_record" in s else "") + ".")
+            same = s.get("matches_record")
+            diff = s.get("largest_difference")
+            lines.append(f"- its run record: `{s['record']}`" + (
+                "; this model's test numbers equal the record's" if same else
+                f"; this model was trained again from the record's config, at a later commit: its test numbers differ "
+                f"from the record's by at most {diff:.2f} points" if diff is not None else "") + ".")
         lines.append("")
     met = card.get("metrics", {})
     rows = [(k, met[k]) for k in ("cluster", "cluster_crf", "linear", "linear_crf") if k in met]
