@@ -33,7 +33,7 @@ COMMANDS = {
     "train": ("equss.pipeline.train", "train a STEGO/EQUSS head (+PQ) on frozen backbone features"),
     "tune": ("equss.pipeline.tune", "calibrate the correlation-loss shifts to a backbone/dataset (validation only)"),
     "eval": ("equss.pipeline.evaluate", "evaluate a checkpoint (unsupervised + linear Acc/mIoU, optional CRF)"),
-    "segment": ("equss.pipeline.segment", "segment your own images with a trained checkpoint"),
+    "segment": ("equss.pipeline.segment", "segment your own images with a shipped model or a trained checkpoint"),
     "reproduce": ("equss.pipeline.reproduce", "execute the paper's notebooks (tables, figures, claims) at a scale"),
 }
 
