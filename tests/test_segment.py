@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from conftest import error_line
 from equss import cli
 from equss.config import load_config
 from equss.model import EQUSS
@@ -182,36 +183,26 @@ def test_api_matches_predict_and_assignment(setup):
                                       segment_image(model, backbone, by_hand, cfg, **kw))
 
 
-def _error(capsys, argv):
-    code = cli.main(argv)
-    err = capsys.readouterr().err
-    assert code == 2, err
-    assert "Traceback" not in err
-    lines = [line for line in err.splitlines() if line.startswith("equss: error: ")]
-    assert len(lines) == 1 and err.rstrip().endswith(lines[0]), err  # one line, the last
-    return lines[0]
-
-
 def test_bad_inputs(setup, capsys):
     tmp, ckpt = setup["tmp"], str(setup["ckpt"])
     out = str(tmp / "out_err")
     img = str(setup["images"] / "odd.png")
-    assert "does not exist" in _error(capsys, ["segment", str(tmp / "nope.png"), "--checkpoint", ckpt, "--out", out])
+    assert "does not exist" in error_line(capsys, ["segment", str(tmp / "nope.png"), "--checkpoint", ckpt, "--out", out])
     empty = tmp / "empty"
     empty.mkdir()
     (empty / "readme.txt").write_text("x")
-    assert "no image files" in _error(capsys, ["segment", str(empty), "--checkpoint", ckpt, "--out", out])
+    assert "no image files" in error_line(capsys, ["segment", str(empty), "--checkpoint", ckpt, "--out", out])
     broken = setup["images"] / "broken.png"
-    assert "broken.png" in _error(capsys, ["segment", str(broken), "--checkpoint", ckpt, "--out", out])
+    assert "broken.png" in error_line(capsys, ["segment", str(broken), "--checkpoint", ckpt, "--out", out])
     for bad in ("abc", "0", "-3", "22.5"):
-        assert "--resolution" in _error(capsys, ["segment", img, "--checkpoint", ckpt, "--out", out,
+        assert "--resolution" in error_line(capsys, ["segment", img, "--checkpoint", ckpt, "--out", out,
                                                  "--resolution", bad])
-    assert "not found" in _error(capsys, ["segment", img, "--checkpoint", str(tmp / "missing.pt"), "--out", out])
+    assert "not found" in error_line(capsys, ["segment", img, "--checkpoint", str(tmp / "missing.pt"), "--out", out])
     bad_ckpt = tmp / "corrupt.pt"
     bad_ckpt.write_bytes(b"garbage")
-    assert "corrupt" in _error(capsys, ["segment", img, "--checkpoint", str(bad_ckpt), "--out", out])
+    assert "corrupt" in error_line(capsys, ["segment", img, "--checkpoint", str(bad_ckpt), "--out", out])
     only_broken = tmp / "only_broken"
     only_broken.mkdir()
     shutil.copy(broken, only_broken / "a.png")
-    err = _error(capsys, ["segment", str(only_broken), "--checkpoint", ckpt, "--out", out, "--resolution", "224"])
+    err = error_line(capsys, ["segment", str(only_broken), "--checkpoint", ckpt, "--out", out, "--resolution", "224"])
     assert "no image" in err and "a.png" in err

@@ -17,6 +17,7 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import error_line
 from equss import cli
 from equss.config import load_config
 from equss.data.camvid import CamVid
@@ -28,16 +29,6 @@ from equss.pipeline.checkpoint import save_checkpoint
 ROOT = Path(__file__).resolve().parent.parent
 N_CLASSES = 11
 CAMVID_TEST = ("0001TP_008550", "0001TP_008580")
-
-
-def _error(capsys, argv):
-    code = cli.main(argv)
-    err = capsys.readouterr().err
-    assert code == 2, err
-    assert "Traceback" not in err
-    lines = [line for line in err.splitlines() if line.startswith("equss: error: ")]
-    assert len(lines) == 1 and err.rstrip().endswith(lines[0]), err
-    return lines[0]
 
 
 def _safetensors_header(path: Path) -> dict:
@@ -151,7 +142,7 @@ def test_mismatched_model_is_one_error_line(tiny, capsys, tmp_path, case, messag
         _edit_card(folder, lambda c: c.pop("class_names"))
     img = tmp_path / "x.png"
     Image.new("RGB", (64, 48), (120, 130, 140)).save(img)
-    line = _error(capsys, ["segment", str(img), "--model", str(folder), "--out", str(tmp_path / "o")])
+    line = error_line(capsys, ["segment", str(img), "--model", str(folder), "--out", str(tmp_path / "o")])
     assert message in line, line
     with pytest.raises(Exception) as exc:
         shipped.load_model(folder)
@@ -161,13 +152,13 @@ def test_mismatched_model_is_one_error_line(tiny, capsys, tmp_path, case, messag
 def test_unknown_name_and_other_backbone_weights(tiny, capsys, tmp_path):
     img = tmp_path / "x.png"
     Image.new("RGB", (64, 48), (120, 130, 140)).save(img)
-    line = _error(capsys, ["segment", str(img), "--model", "no-such-model", "--out", str(tmp_path / "o")])
+    line = error_line(capsys, ["segment", str(img), "--model", "no-such-model", "--out", str(tmp_path / "o")])
     assert "unknown model 'no-such-model'" in line
     for name in shipped.list_models():
         assert name in line
     folder = _copy(tiny, "other_backbone")
     _edit_card(folder, lambda c: c["backbone"].update(weights_id="imgfocus-0.1.1:000000000000"))
-    line = _error(capsys, ["segment", str(img), "--model", str(folder), "--out", str(tmp_path / "o")])
+    line = error_line(capsys, ["segment", str(img), "--model", str(folder), "--out", str(tmp_path / "o")])
     assert "was trained on" in line and "000000000000" in line
 
 
