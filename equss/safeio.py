@@ -33,10 +33,6 @@ def trust_pickle(on: bool = True) -> None:
     _trusted = bool(on)
 
 
-def pickle_trusted() -> bool:
-    return _trusted
-
-
 def checkpoint_types() -> list:
     """What an equss checkpoint holds besides tensors and plain data: numpy's RNG state (an ndarray
     of uint32, from ``np.random.get_state()``) and, in checkpoints written before provenance stored
@@ -93,7 +89,7 @@ def _refuse_link(path: Path, exc: OSError) -> EqussError:
                       f"(remove it, then run again)") if exc.errno == errno.ELOOP else exc
 
 
-def open_for_write(path: str | os.PathLike, append: bool = False, binary: bool = False):
+def open_for_write(path: str | os.PathLike, append: bool = False):
     """``open(path, "a"/"w")`` that refuses a symbolic link at ``path`` (O_NOFOLLOW)."""
     path = Path(path)
     flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | (os.O_APPEND if append else os.O_TRUNC)
@@ -101,7 +97,7 @@ def open_for_write(path: str | os.PathLike, append: bool = False, binary: bool =
         fd = os.open(path, flags, 0o644)
     except OSError as exc:
         raise _refuse_link(path, exc) from None
-    return os.fdopen(fd, ("a" if append else "w") + ("b" if binary else ""))
+    return os.fdopen(fd, "a" if append else "w")
 
 
 @contextlib.contextmanager

@@ -503,7 +503,7 @@ def _cmd_segment(args):
 
 
 def register(sub):
-    p = sub.add_parser("segment", help="segment your own images with a trained checkpoint",
+    p = sub.add_parser("segment", help="segment your own images with a shipped model or a trained checkpoint",
                        description=__doc__.split("\n\n")[0])
     p.add_argument("input", nargs="*", help="image files and/or folders of images (searched recursively)")
     which = p.add_mutually_exclusive_group()
