@@ -89,10 +89,12 @@ def test_interrupted_run_resumes_and_leftovers_without_checkpoint_are_cleared(fa
 def test_proxy_step_count_comes_from_the_learning_curves(tmp_path, data_root):
     """At proxy scale every config takes the step count the learning-curve notebook chose on
     validation (the largest of the methods' chosen steps); a notebook's own keyword and the
-    user's overrides still win; other scales and a folder without the file keep the preset's."""
+    user's overrides still win; other scales keep the preset's; a results folder without the file
+    takes the committed results/proxy choice (the preset's while there is none)."""
     preset_steps = load_config("camvid-equss", "proxy").train.steps
+    committed = runs.chosen_steps(runs.COMMITTED / "proxy")
     out, cfg = runs.setup("proxy", str(tmp_path), data_root=str(data_root), device="cpu")
-    assert cfg("cocostuff27-equss").train.steps == preset_steps  # no learning_curves.json yet
+    assert cfg("cocostuff27-equss").train.steps == (committed or preset_steps)  # no learning_curves.json here
 
     (tmp_path / "learning_curves.json").write_text(json.dumps(
         {"chosen": {"STEGO": {"step": 250}, "EQUSS": {"step": 450}}}))
