@@ -146,10 +146,29 @@ def test_uncommitted_reads_git_status(repos):
     (main / "results" / "proxy" / "a.csv").write_text("x\n")
     subprocess.run(["git", "add", "."], cwd=main, check=True)
     subprocess.run(["git", "commit", "-q", "-m", "add"], cwd=main, check=True)
-    assert commit_results.uncommitted("proxy") == []
+    assert commit_results.uncommitted("results/proxy") == []
     subprocess.run(["git", "mv", "results/proxy/a.csv", "results/proxy/b.csv"], cwd=main, check=True)
     (main / "results" / "proxy" / "sub dir" / 'odd "name".json').write_text('{"a": 1}')
     (main / "results" / "other.txt").write_text("not this scale")
-    assert commit_results.uncommitted("proxy") == ["b.csv", 'sub dir/odd "name".json']
+    assert commit_results.uncommitted("results/proxy") == ["b.csv", 'sub dir/odd "name".json']
     (main / "results" / "proxy" / "c.csv.copying").write_text("half")  # a round that crashed before its rename
-    assert commit_results.uncommitted("proxy") == ["b.csv", 'sub dir/odd "name".json']
+    assert commit_results.uncommitted("results/proxy") == ["b.csv", 'sub dir/odd "name".json']
+
+
+def test_dest_copies_into_another_folder_and_leaves_the_readme(repos):
+    """A study over several sessions: the records go to results/proxy-next; results/proxy and the README
+    are untouched."""
+    main, repro = repos
+    src = repro / "results" / "proxy"
+    row = record(src, "camvid-stego-seed0-aaa", 20.0)
+    (src / "table1.csv").write_text(HEADER + row)
+    readme = (main / "README.md").read_bytes()
+    msg = commit_results.one_round(repro, "proxy", "results/proxy-next")
+    assert msg == "proxy reproduction (into results/proxy-next): 1 run records (3 files new or changed)", msg
+    assert (main / "results/proxy-next/runs/camvid-stego-seed0-aaa/eval.json").is_file()
+    assert not (main / "results/proxy").exists() and (main / "README.md").read_bytes() == readme
+    shown = subprocess.run(["git", "show", "--name-only", "--format=", "HEAD"], cwd=main, capture_output=True,
+                           text=True, check=True).stdout.split()
+    assert sorted(shown) == sorted(f"results/proxy-next/{p}" for p in (
+        "table1.csv", "runs/camvid-stego-seed0-aaa/eval.json", "runs/camvid-stego-seed0-aaa/provenance.json"))
+    assert commit_results.one_round(repro, "proxy", "results/proxy-next") == "no new results"

@@ -8,6 +8,11 @@ copies ``results/<scale>/`` from that checkout into this one and commits it, eve
 must pass the traceability check (``equss.paper.trace``; a table whose records are still
 being written waits for the next round).  The README's results section is refreshed with it
 (``tools/update_readme.py``).  Only ``results/<scale>/`` and ``README.md`` are staged.
+
+``--dest results/proxy-next``: copy into that folder instead (a study that runs over several sessions
+while the committed ``results/proxy`` stays whole and checked; the README is then left alone, and the
+folder replaces ``results/proxy`` when the study is complete: DEVELOPING.md, "A study over several
+sessions").
 """
 from __future__ import annotations
 
@@ -95,12 +100,12 @@ def git(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=check)
 
 
-def uncommitted(scale: str) -> list[str]:
-    """Files under ``results/<scale>/`` that differ from the last commit (new ones included),
+def uncommitted(folder: str) -> list[str]:
+    """Files under ``folder`` (``results/<scale>``) that differ from the last commit (new ones included),
     relative to that folder (``git status -z``: paths as they are, no quoting); a ``.copying``
     file that a crashed round left between write and rename is never among them."""
-    out = git("status", "--porcelain", "-z", "--untracked-files=all", "--", f"results/{scale}").stdout
-    prefix, paths = f"results/{scale}/", []
+    out = git("status", "--porcelain", "-z", "--untracked-files=all", "--", folder).stdout
+    prefix, paths = f"{folder}/", []
     entries = iter(out.split("\0"))
     for entry in entries:
         if len(entry) < 4:
@@ -112,17 +117,18 @@ def uncommitted(scale: str) -> list[str]:
     return sorted(paths)
 
 
-def one_round(repro: Path, scale: str) -> str:
+def one_round(repro: Path, scale: str, dest: str | None = None) -> str:
     from equss.paper import trace
 
-    src, dst = repro / "results" / scale, ROOT / "results" / scale
+    dest = dest or f"results/{scale}"
+    src, dst = repro / "results" / scale, ROOT / dest
     if not src.is_dir():
         return f"nothing yet in {src}"
     problems = trace.check_numbers(src)
     if problems:
         return f"waiting: {len(problems)} traceability problem(s) in the reproduction's folder, e.g. {problems[0]}"
     copy_tree(src, dst)
-    copied = uncommitted(scale)  # this round's copies and any an earlier round could not commit
+    copied = uncommitted(dest)  # this round's copies and any an earlier round could not commit
     if not copied:
         return "no new results"
     if heartbeat_only(copied, dst):
@@ -131,19 +137,20 @@ def one_round(repro: Path, scale: str) -> str:
     if problems:
         return f"not committed: {problems[0]}"
     readme = subprocess.run([sys.executable, str(ROOT / "tools" / "update_readme.py")], cwd=ROOT,
-                            capture_output=True, text=True)
-    if readme.returncode:
+                            capture_output=True, text=True) if dest == f"results/{scale}" else None
+    if readme is not None and readme.returncode:
         return ("not committed: tools/update_readme.py failed: "
                 + (readme.stderr.strip().splitlines() or ["?"])[-1])
     records = len([p for p in (dst / "runs").iterdir() if p.is_dir()]) if (dst / "runs").is_dir() else 0
-    msg = f"{scale} reproduction: {records} run records ({len(copied)} files new or changed)"
+    msg = f"{scale} reproduction{'' if dest == f'results/{scale}' else ' (into ' + dest + ')'}: {records} run records ({len(copied)} files new or changed)"
     failed = unfinished(src)
     if failed:
         msg += "; NOT COMMITTED: " + ", ".join(failed)
     for attempt in range(5):  # another git command may hold the index lock for a moment
-        done = git("add", "--", f"results/{scale}", "README.md", check=False)
+        paths = [dest] + (["README.md"] if readme is not None else [])
+        done = git("add", "--", *paths, check=False)
         if done.returncode == 0:
-            done = git("commit", "-q", "-m", msg, "--", f"results/{scale}", "README.md", check=False)
+            done = git("commit", "-q", "-m", msg, "--", *paths, check=False)
         if done.returncode == 0 or "nothing to commit" in done.stdout + done.stderr:
             return msg
         time.sleep(5)
@@ -154,12 +161,13 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("repro", type=Path, help="the checkout where `make reproduce` runs")
     ap.add_argument("--scale", default="proxy")
+    ap.add_argument("--dest", help="folder of this checkout to copy into (default: results/<scale>)")
     ap.add_argument("--every", type=float, default=600.0, help="seconds between rounds (default 600)")
     ap.add_argument("--once", action="store_true", help="one round, then exit")
     a = ap.parse_args()
     while True:
         try:
-            said = one_round(a.repro.resolve(), a.scale)
+            said = one_round(a.repro.resolve(), a.scale, a.dest)
         except Exception as exc:  # a round that fails (a file moved under it, git busy) is retried next time
             said = f"round failed, retrying in {a.every:.0f} s: {type(exc).__name__}: {exc}"
         print(time.strftime("%H:%M:%S"), said, flush=True)
