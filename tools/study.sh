@@ -64,7 +64,8 @@ case "${1:-}" in
     run ;;
   resume) run ;;
   status)
-    echo "pinned: $(pinned)"
+    commit=$(pinned) || exit 2
+    echo "pinned: $commit"
     echo "records: $(find "$NEXT/runs" -mindepth 1 -maxdepth 1 -type d 2>/dev/null | wc -l) in $NEXT/runs"
     ls "$NEXT" 2>/dev/null | grep -E '\.(csv|png)$' | sed 's/^/done: /' || true
     pgrep -af "make regenerate SCALE=proxy" >/dev/null && echo "running here" || echo "not running here" ;;
