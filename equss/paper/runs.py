@@ -77,8 +77,9 @@ def setup(scale: str, results: str | None = None, data_root: str | None = None, 
 
     ``out`` is the results folder (its ``runs/`` subfolder receives the run records);
     ``cfg(paper_preset, seed=0, **{"section.key": value})`` is the config of the paper preset at
-    this scale (``preset_for``) with, in this order: at proxy scale the step count chosen on
-    validation by the learning-curve notebook (:func:`chosen_steps`), the keyword overrides,
+    this scale (``preset_for``) with, in this order: at proxy scale the loss shifts the tuning
+    notebook chose on validation for that preset (:func:`equss.paper.tuning.tuned_overrides`) and the
+    step count chosen on validation by the learning-curve notebook (:func:`chosen_steps`), the keyword overrides,
     ``train.seed = seed``, and last the notebook's ``overrides`` (``["section.key=value", ...]``,
     applied to every config: e.g. a paper-scale dry run with ``train.steps=2``)."""
     out = results_dir(scale, results)
@@ -98,10 +99,19 @@ def setup(scale: str, results: str | None = None, data_root: str | None = None, 
         note(f"proxy step count: {steps} (chosen on validation by the learning_curves notebook, "
              f"{_shown(source)})" if steps else
              "proxy step count: the preset's (no learning_curves.json yet: `equss reproduce learning-curves`)")
+    from equss.paper import tuning
+
+    shifts = tuning.source(out) if scale == "proxy" else None
+    if scale == "proxy":
+        note(f"proxy loss shifts: tuned on validation per preset by the tuning notebook ({_shown(shifts)}; "
+             "a preset it did not tune keeps its own)" if shifts else
+             "proxy loss shifts: the presets' (no tuning.json yet: `equss reproduce tuning`)")
 
     def cfg(paper_preset: str, seed: int = 0, **ov) -> Config:
-        items = first + [f"{k}={v}" for k, v in ov.items()] + [f"train.seed={int(seed)}"] + common
-        return config(preset_for(paper_preset, scale), scale, overrides=items, data_root=data_root, device=device)
+        preset = preset_for(paper_preset, scale)
+        tuned = tuning.tuned_overrides(shifts.parent, preset) if shifts else []  # before the keywords: they win
+        items = tuned + first + [f"{k}={v}" for k, v in ov.items()] + [f"train.seed={int(seed)}"] + common
+        return config(preset, scale, overrides=items, data_root=data_root, device=device)
 
     return out, cfg
 
