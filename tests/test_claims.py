@@ -414,7 +414,7 @@ def test_load_tables_reads_configs_and_per_class_accuracy(tmp_path):
     one = acc[acc["run"] == "camvid-EQUSS-seed0"].sort_values("class_index")["accuracy"].to_numpy()
     assert one == pytest.approx(100 * np.diag(conf) / conf.sum(0))  # recall of each true class
     assert int(loaded["fig4_meta"]["histogram_bins"].iloc[0]) == 128
-    c = claims._Configs(loaded["configs"])
+    c = claims.Configs(loaded["configs"])
     assert c.shares_batches({"a": {0: "camvid-EQUSS-seed0", 1: "camvid-EQUSS-seed1"},
                              "b": {0: "camvid-STEGO-seed0", 1: "camvid-STEGO-seed1"}})[0]
     assert not c.shares_batches({"a": {0: "camvid-EQUSS-seed0", 1: "camvid-EQUSS-seed1"},
@@ -430,7 +430,7 @@ def test_committed_proxy_arms_share_batches():
     if not (res / "table1.csv").exists():
         pytest.skip("no committed proxy results")
     t = claims.load_tables(res)
-    c = claims._Configs(t.get("configs"))
+    c = claims.Configs(t.get("configs"))
     t1 = t["table1"][t["table1"]["source"] == "measured"]
     by = {m: claims._runs_by_seed(t1.drop_duplicates(["method", "seed"]), method=m)
           for m in ("EQUSS", "STEGO", "DINO (raw features)")}

@@ -18,7 +18,7 @@ Design (issue 25)
   global torch RNG, which the different head widths consume differently, so only the data order
   is shared.  The raw-backbone baseline ("DINO (raw features)", ``pipeline/baseline.py``) draws
   its k-means sample and linear-probe order from other generators: it shares nothing.
-  ``_Configs.shares_batches`` repeats this check from the configs for every claim.  Then:
+  ``Configs.shares_batches`` repeats this check from the configs for every claim.  Then:
 
   - two arms that share each seed's batches: **paired t** over seeds (``scipy.stats.ttest_rel``);
   - more than two arms that share them (Table 3): **mixed model**, arm fixed and seed random
@@ -93,184 +93,21 @@ from dataclasses import asdict, dataclass, field
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
-from scipy import optimize, stats
+from scipy import stats
 
 from equss.paper import quoted
+from equss.paper.claims_arms import BATCH_KEYS, Configs  # noqa: F401 - BATCH_KEYS: named in the docstring
+from equss.paper.claims_power import (  # noqa: F401 - the designs are part of this module's interface
+    N_MAX, POWER, BlockContrast, Coefficient, Correlation, Equivalence, Intersection, OneSample, TwoSample, _Design,
+    _t_power_quad)
 
 HOLDS, CONTRADICTED, INCONCLUSIVE, EQUIVALENT = "holds", "contradicted", "inconclusive", "equivalent"
 VERDICTS = (HOLDS, EQUIVALENT, CONTRADICTED, INCONCLUSIVE)
 ALPHA = 0.05
 LEVEL = 0.95
-POWER = 0.8
-N_MAX = 100_000  # search bound for the runs needed
-BATCH_KEYS = ("train.seed", "train.batch_size", "train.backbone", "train.weights", "data.dataset",
-              "data.train_split", "data.resolution", "data.five_crop", "data.max_images", "data.num_neighbors",
-              "data.knn_k")
 METRIC_LABELS = {"unsup_miou": "unsup. mIoU", "unsup_acc": "unsup. Acc", "linear_miou": "linear mIoU",
                  "linear_acc": "linear Acc"}
 QUOTED_INDEX = {"unsup_acc": 0, "unsup_miou": 1, "linear_acc": 2, "linear_miou": 3}
-
-
-# ---------------------------------------------------------------------------- power designs
-_QUAD_POINTS = (1e-12, 1e-10, 1e-8, 1e-6, 1e-4, 1e-2, 0.1, 0.5, 0.9, 0.99, 0.9999)
-
-
-def _over_variance(g: Callable[[float], float], df: float) -> float:
-    """E[g(S)] with S^2 ~ chi2(df) / df, integrated over the chi-square's quantile u in (0, 1)."""
-    from scipy import integrate
-
-    h = lambda u: g(math.sqrt(stats.chi2.ppf(u, df) / df))  # noqa: E731
-    return float(integrate.quad(h, 0, 1, limit=400, epsabs=1e-13, points=_QUAD_POINTS)[0])
-
-
-def _t_power_quad(ncp: float, df: float, alpha: float) -> float:
-    """Two-sided t-test power P(|Z + ncp| > t_crit * S): the fallback where statsmodels (scipy's
-    non-central t) returns NaN (small df with large non-centrality at small alpha)."""
-    tc = stats.t.ppf(1 - alpha / 2, df)
-    return _over_variance(lambda s: stats.norm.sf(tc * s - ncp) + stats.norm.cdf(-tc * s - ncp), df)
-
-
-def _finite_or(value, fallback: Callable[[], float]) -> float:
-    value = float(value)
-    return value if math.isfinite(value) else fallback()
-
-
-class _Design:
-    """How the test's power depends on the effect and on ``n`` (its replication units)."""
-
-    n: int
-    n_min: int = 2
-
-    def power(self, effect: float, n: int, alpha: float) -> float:
-        raise NotImplementedError
-
-    def scale(self) -> float:
-        """A natural unit of the effect (sd or se), where the search for the MDE starts."""
-        return getattr(self, "sd", None) or getattr(self, "se", 1.0)
-
-    def mde(self, alpha: float, power: float = POWER) -> float:
-        """Smallest |effect| detected with ``power`` at the n it ran (NaN when none is)."""
-        f = lambda e: self.power(e, self.n, alpha) - power  # noqa: E731
-        lo, hi = 0.0, 0.25 * self.scale()
-        for _ in range(80):
-            if f(hi) > 0:
-                return float(optimize.brentq(f, lo, hi, xtol=1e-9 * hi))
-            lo, hi = hi, 2 * hi
-        return math.nan
-
-    def n_needed(self, effect: float, alpha: float, power: float = POWER) -> float:
-        """Smallest n (integer, >= n_min) with the target power for ``effect`` (power rises with n:
-        doubling, then bisection); NaN past N_MAX."""
-        if not (math.isfinite(effect) and effect > 0):
-            return math.nan
-        ok = lambda k: self.power(effect, k, alpha) >= power  # noqa: E731
-        lo = hi = self.n_min
-        while not ok(hi):
-            if hi >= N_MAX:
-                return math.nan
-            lo, hi = hi + 1, min(2 * hi, N_MAX)
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if ok(mid):
-                hi = mid
-            else:
-                lo = mid + 1
-        return float(lo)
-
-
-@dataclass
-class OneSample(_Design):
-    """t-test of a mean of per-unit values (paired differences, per-seed contrasts): Cohen's d = effect / sd."""
-    sd: float
-    n: int
-
-    def power(self, effect, n, alpha):
-        from statsmodels.stats.power import TTestPower
-
-        if not (self.sd > 0) or n < 2:
-            return math.nan
-        d = abs(effect) / self.sd
-        return _finite_or(TTestPower().power(effect_size=d, nobs=n, alpha=alpha),
-                          lambda: _t_power_quad(d * math.sqrt(n), n - 1, alpha))
-
-
-@dataclass
-class TwoSample(_Design):
-    """Two independent arms (Welch's test; power with the pooled sd, statsmodels' two-sample t)."""
-    sd: float
-    n: int            # runs in the first arm
-    ratio: float = 1.0
-
-    def power(self, effect, n, alpha):
-        from statsmodels.stats.power import TTestIndPower
-
-        if not (self.sd > 0) or n < 2 or n * self.ratio < 2:
-            return math.nan
-        d, n2 = abs(effect) / self.sd, n * self.ratio
-        return _finite_or(TTestIndPower().power(effect_size=d, nobs1=n, ratio=self.ratio, alpha=alpha),
-                          lambda: _t_power_quad(d * math.sqrt(n * n2 / (n + n2)), n + n2 - 2, alpha))
-
-
-@dataclass
-class Coefficient(_Design):
-    """t-test of one linear coefficient (mixed-model contrast, OLS slope): standard error ``se`` at ``n``
-    units, scaling as 1/sqrt(n); ``df(n)`` its degrees of freedom.  statsmodels' F-test power with one
-    numerator df (the two-sided t): f2 = (effect / se)^2 / (df + 2)."""
-    se: float
-    n: int
-    df: Callable[[int], float]
-    n_min: int = 2
-
-    def power(self, effect, n, alpha):
-        from statsmodels.stats.power import FTestPowerF2
-
-        df = self.df(n)
-        if not (self.se > 0) or df < 1:
-            return math.nan
-        ncp = abs(effect) / (self.se * math.sqrt(self.n / n))
-        return _finite_or(FTestPowerF2().power(effect_size=ncp ** 2 / (df + 2), df_num=1, df_denom=df, alpha=alpha),
-                          lambda: _t_power_quad(ncp, df, alpha))
-
-
-@dataclass
-class Correlation(_Design):
-    """Spearman's rho by Fisher's z with the Fieller-Hartley-Pearson variance 1.06 / (n - 3): a
-    one-sample normal test (statsmodels ``NormalIndPower``, ``ratio=0``); effects in rho units."""
-    n: int
-    n_min: int = 4
-
-    def power(self, effect, n, alpha):
-        from statsmodels.stats.power import NormalIndPower
-
-        if n < 4 or not abs(effect) < 1:
-            return math.nan
-        d = math.atanh(abs(effect)) / math.sqrt(1.06)
-        return float(NormalIndPower().power(effect_size=d, nobs1=n - 3, alpha=alpha, ratio=0))
-
-    def mde(self, alpha, power=POWER):
-        f = lambda r: self.power(r, self.n, alpha) - power  # noqa: E731
-        top = 1 - 1e-12
-        return float(optimize.brentq(f, 0.0, top)) if self.n >= 4 and f(top) > 0 else math.nan
-
-
-@dataclass
-class Equivalence(_Design):
-    """TOST of an estimate with standard error ``se`` (df ``df(n)``) against the margin +-``effect``
-    when the true effect is 0: P(both one-sided tests reject) = P(|Z| < m - t_crit * S) with
-    m = margin / se and S^2 ~ chi2(df) / df, integrated exactly over S (statsmodels has no TOST power
-    for a regression coefficient).  ``mde``: the smallest margin shown with the target power."""
-    se: float
-    n: int
-    df: Callable[[int], float]
-    n_min: int = 3
-
-    def power(self, effect, n, alpha):
-        df = self.df(n)
-        if not (self.se > 0) or df < 1:
-            return math.nan
-        m = abs(effect) / (self.se * math.sqrt(self.n / n))
-        tc = stats.t.ppf(1 - alpha, df)
-        return _over_variance(lambda s: max(0.0, 2 * stats.norm.cdf(m - tc * s) - 1), df)
 
 
 # ---------------------------------------------------------------------------- verdicts
@@ -945,82 +782,6 @@ def load_tables(results_dir) -> dict:
     return out
 
 
-class _Configs:
-    """Run configs by run name (from :func:`load_tables`' ``configs``)."""
-
-    def __init__(self, df):
-        def present(v):
-            return not (isinstance(v, float) and math.isnan(v))
-
-        self.by_run = {} if df is None else {r["run"]: {k: v for k, v in r.items() if present(v)}
-                                               for r in df.to_dict("records")}
-
-    def get(self, run) -> dict | None:
-        return self.by_run.get(run)
-
-    def shares_batches(self, arms: Mapping[str, Mapping[int, str]]) -> tuple[bool, str]:
-        """Whether every arm's seed-s run draws the same batches and positives (BATCH_KEYS agree)."""
-        seeds = [set(r) for r in arms.values()]
-        if not seeds or any(s != seeds[0] for s in seeds) or len(seeds[0]) < 2:
-            return False, "arms ran different seeds"
-        for name, runs in arms.items():
-            for run in runs.values():
-                c = self.get(run)
-                if c is None:
-                    return False, f"no config record for {run}"
-                if "train.seed" not in c:
-                    what = c.get("baseline.what", "")
-                    return False, f"{name} has no training batch stream" + (f" ({what})" if what else "")
-        for s in seeds[0]:
-            ref = None
-            for runs in arms.values():
-                key = tuple(str(self.get(runs[s]).get(k)) for k in BATCH_KEYS)
-                if ref is None:
-                    ref = key
-                elif key != ref:
-                    return False, f"seed {s}: the arms' batch settings differ"
-        return True, "the arms share each seed's batches and positives"
-
-    def recipe(self, arms: Mapping[str, Sequence[str]]) -> str:
-        """What each arm ran: head, PQ, lr, clip, steps, loss shifts; values that vary within an arm
-        are shown as their range."""
-        keys = (("model.head_dim", "d"), ("model.pq", "PQ"), ("model.num_codebooks", "M"),
-                ("model.codebook_size", "K"), ("model.objective", "objective"), ("train.lr", "lr"),
-                ("train.clip_grad", "clip"), ("train.steps", "steps"),
-                (("loss.pos_intra_shift", "loss.pos_inter_shift", "loss.neg_inter_shift"), "shifts"))
-        parts = []
-        for name, runs in arms.items():
-            cs = [self.get(r) for r in runs]
-            cs = [c for c in cs if c is not None]
-            if not cs:
-                continue
-            if "baseline.what" in cs[0]:
-                c = cs[0]
-                parts.append(f"{name}: {c.get('baseline.what')} (k {c.get('baseline.k')}, "
-                             f"{c.get('baseline.linear_epochs')} probe epochs)")
-                continue
-            items = []
-            pq = {c.get("model.pq") for c in cs}
-            for key, label in keys:
-                if label in ("M", "K") and pq == {False}:
-                    continue
-                if isinstance(key, tuple):
-                    vals = {"/".join(f"{c.get(k):g}" for k in key) for c in cs}
-                else:
-                    vals = {c.get(key) for c in cs}
-                vals = sorted(vals, key=str)
-                if len(vals) == 1:
-                    v = vals[0]
-                    text = "yes" if v is True else "no" if v is False else f"{v:g}" if isinstance(v, float) else v
-                    items.append(f"{label} {text}")
-                else:
-                    nums = [v for v in vals if isinstance(v, (int, float)) and not isinstance(v, bool)]
-                    items.append(f"{label} {min(nums):g}-{max(nums):g}" if len(nums) == len(vals)
-                                 else f"{label} varies")
-            parts.append(f"{name}: " + ", ".join(items))
-        return " | ".join(parts)
-
-
 def _measured(df, crf: bool = False):
     if df is None:
         return None
@@ -1053,7 +814,7 @@ def _missing(claim: str, source: str, table: str) -> Verdict:
                    note=f"{table}.csv not produced")
 
 
-def _two_arms(df, metric, a, b, claim, source, cfg: _Configs, paper_effect=math.nan, note="", where=None,
+def _two_arms(df, metric, a, b, claim, source, cfg: Configs, paper_effect=math.nan, note="", where=None,
               sign: int = 1) -> Verdict:
     """A > B on ``metric``: paired by seed when the two arms share batches, Welch otherwise."""
     where = where or {}
@@ -1091,7 +852,7 @@ def paper_claims(tables: dict, power: bool = True) -> list[Verdict]:
     import pandas as pd
 
     V: list[Verdict] = []
-    cfg = _Configs(tables.get("configs"))
+    cfg = Configs(tables.get("configs"))
     t1, t2, t3 = (_measured(tables.get(k)) for k in ("table1", "table2", "table3"))
 
     # Tables 1 and 2: EQUSS > STEGO (Table 2a's proxy runs are Table 1's: counted once)
@@ -1147,7 +908,7 @@ TABLE3_CLAIMS = (({"M1": 1, "M2": -1}, "dimension without PQ hurts: M1 > M2"),
                  ({"Q3": 1, "M3": -1, "Q2": -1, "M2": 1}, "PQ gain larger at 1024: (Q3 - M3) > (Q2 - M2)"))
 
 
-def _table3_claims(t3, cfg: _Configs) -> list[Verdict]:
+def _table3_claims(t3, cfg: Configs) -> list[Verdict]:
     """Table 3's ordering on linear mIoU (the paper states it for linear probing), then on unsupervised
     mIoU as secondary rows: a mixed model when the five arms share each seed's batches."""
     t3 = t3.assign(variant=t3["method"].astype(str).str.split().str[0])
@@ -1195,7 +956,7 @@ def _table3_verdict(w, claim, t3, metric, fit, why, recipe, label, effect, **kw)
                    note=_join(kw.get("note", ""), f"no shared seeds ({why}): no contrast test"), recipe=recipe)
 
 
-def _fig4_claims(tables: dict, cfg: _Configs) -> list[Verdict]:
+def _fig4_claims(tables: dict, cfg: Configs) -> list[Verdict]:
     import inspect
 
     import pandas as pd
@@ -1282,7 +1043,7 @@ def _fig4_claims(tables: dict, cfg: _Configs) -> list[Verdict]:
     return V
 
 
-def _fig2_claims(tables: dict, cfg: _Configs) -> list[Verdict]:
+def _fig2_claims(tables: dict, cfg: Configs) -> list[Verdict]:
     f2 = _measured(tables.get("fig2"))
     if f2 is None:
         return [_missing("Fig. 2 trends", "Fig. 2", "fig2")]
@@ -1310,7 +1071,7 @@ def _fig2_claims(tables: dict, cfg: _Configs) -> list[Verdict]:
     return V
 
 
-def _fig6_claims(tables: dict, cfg: _Configs) -> list[Verdict]:
+def _fig6_claims(tables: dict, cfg: Configs) -> list[Verdict]:
     import statsmodels.api as sm
     import statsmodels.formula.api as smf
 
