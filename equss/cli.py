@@ -33,6 +33,7 @@ COMMANDS = {
     "train": ("equss.pipeline.train", "train a STEGO/EQUSS head (+PQ) on frozen backbone features"),
     "tune": ("equss.pipeline.tune", "calibrate the correlation-loss shifts to a backbone/dataset (validation only)"),
     "eval": ("equss.pipeline.evaluate", "evaluate a checkpoint (unsupervised + linear Acc/mIoU, optional CRF)"),
+    "posthoc": ("equss.pipeline.posthoc", "converged post-hoc probes (k-means + linear) on a checkpoint's frozen head output"),
     "segment": ("equss.pipeline.segment", "segment your own images with a shipped model or a trained checkpoint"),
     "reproduce": ("equss.pipeline.reproduce", "execute the paper's notebooks (tables, figures, claims) at a scale"),
 }

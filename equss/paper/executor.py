@@ -9,9 +9,15 @@ returns each result exactly as :func:`equss.paper.runs.run` / :func:`~equss.pape
     reqs = [Request.run(cfg("cocostuff27-equss", seed=s)) for s in seeds] + [Request.baseline(cfg(...))]
     results = run_many(reqs, executor="local")            # N workers x T threads, chosen by measurement
 
-Requests: ``Request.run(cfg, crf=False, flip=None)`` (a training and one test evaluation),
-``Request.steps(cfg, crf=False, flip=None)`` (the same, then every kept checkpoint evaluated:
-``step_evaluations``), ``Request.baseline(cfg)`` (k-means and linear probe on the raw features).
+Requests: ``Request.run(cfg, crf=False, flip=None, resolution=None)`` (a training and one test
+evaluation of the checkpoint ``cfg.eval.checkpoint`` names, at ``resolution``: default
+``data.eval_resolution``), ``Request.steps(cfg, crf=False, flip=None)`` (the same, then every kept
+checkpoint evaluated: ``step_evaluations``), ``Request.posthoc(cfg)`` (the training's converged
+post-hoc probes: :func:`equss.paper.runs.posthoc`), ``Request.baseline(cfg)`` (k-means and linear
+probe on the raw features).  A training's evaluations (every resolution, the post-hoc probes) are
+one job.  With ``records=`` a request whose evaluations the run records already hold (made by this
+code: :func:`equss.paper.runs.cached_in_records`) is cached: a study resumed in a new session with
+an empty cache trains nothing its records have.
 
 Executors (``executor=``):
 
@@ -103,16 +109,26 @@ CALIBRATED = ("step_s", "eval_img_s", "eval_flip_img_s", "crf_img_s", "feature_t
 # ---------------------------------------------------------------------------- requests and jobs
 @dataclass
 class Request:
-    """One result a notebook needs: ``run`` (train + one test evaluation), ``steps`` (also every
-    kept checkpoint evaluated) or ``baseline``."""
+    """One result a notebook needs: ``run`` (train + one test evaluation, at ``resolution``), ``steps``
+    (also every kept checkpoint evaluated), ``posthoc`` (the post-hoc probes) or ``baseline``."""
     kind: str
     cfg: object
     crf: bool = False
     flip: bool | None = None
+    resolution: int | None = None
 
     @classmethod
-    def run(cls, cfg, crf: bool = False, flip: bool | None = None) -> "Request":
-        return cls("run", cfg, bool(crf), cfg.eval.flip if flip is None else bool(flip))
+    def run(cls, cfg, crf: bool = False, flip: bool | None = None, resolution: int | None = None) -> "Request":
+        if resolution is not None:
+            from equss.pipeline.evaluate import checked_resolution
+
+            resolution = checked_resolution(resolution)
+            resolution = None if resolution == cfg.data.eval_resolution else resolution
+        return cls("run", cfg, bool(crf), cfg.eval.flip if flip is None else bool(flip), resolution)
+
+    @classmethod
+    def posthoc(cls, cfg) -> "Request":
+        return cls("posthoc", cfg)
 
     @classmethod
     def steps(cls, cfg, crf: bool = False, flip: bool | None = None) -> "Request":
@@ -137,8 +153,8 @@ def _check_requests(requests) -> list[Request]:
     out = list(requests)
     for r in out:
         if not isinstance(r, Request):
-            raise EqussError(f"run_many takes Request.run(cfg) / Request.steps(cfg) / Request.baseline(cfg), not "
-                             f"{type(r).__name__}")
+            raise EqussError(f"run_many takes Request.run(cfg) / Request.steps(cfg) / Request.posthoc(cfg) / "
+                             f"Request.baseline(cfg), not {type(r).__name__}")
     return out
 
 
@@ -150,26 +166,32 @@ def _data_key(cfg) -> str:
                        str(t.device)], sort_keys=True)
 
 
-def jobs_for(requests: list[Request], progress: bool = False) -> list[dict]:
+def jobs_for(requests: list[Request], progress: bool = False, records: str | os.PathLike | None = None) -> list[dict]:
     """The jobs of ``requests``: one per run-cache folder with what is still missing in it (cached
-    folders make no job), each data set's ``prepare`` job first."""
+    folders, and with ``records`` folders whose missing evaluations the records hold, make no job),
+    each data set's ``prepare`` job first.  A run job: ``evals`` ``[[crf, flip, resolution], ...]``,
+    ``steps`` and ``posthoc`` flags, ``records``."""
     by_folder: dict[str, dict] = {}
     for r in requests:
         folder = r.folder()
         job = by_folder.setdefault(str(folder), {
             "kind": "baseline" if r.kind == "baseline" else "run", "name": r.name(), "cfg": r.cfg,
-            "folder": str(folder), "evals": [], "steps": False, "progress": progress})
-        if r.kind in ("run", "steps") and [r.crf, r.flip] not in job["evals"]:
-            job["evals"].append([r.crf, r.flip])
+            "folder": str(folder), "evals": [], "steps": False, "posthoc": False, "progress": progress,
+            "records": str(records) if records else None})
+        if r.kind in ("run", "steps") and [r.crf, r.flip, r.resolution] not in job["evals"]:
+            job["evals"].append([r.crf, r.flip, r.resolution])
         job["steps"] = job["steps"] or r.kind == "steps"
+        job["posthoc"] = job["posthoc"] or r.kind == "posthoc"
     todo = [j for j in by_folder.values() if state(j) != "cached"]
     prepares: dict[str, dict] = {}
     for j in todo:
         p = prepares.setdefault(_data_key(j["cfg"]), {
             "kind": "prepare", "name": f"caches-{j['cfg'].data.dataset}", "cfg": j["cfg"], "flip": False,
-            "baseline": False, "progress": progress})
-        p["flip"] = p["flip"] or any(f for _, f in j.get("evals", []))
-        p["baseline"] = p["baseline"] or j["kind"] == "baseline"
+            "baseline": False, "resolutions": [], "progress": progress})
+        p["flip"] = p["flip"] or any(e[1] for e in j.get("evals", []))
+        # the post-hoc probes read the baseline's training-split cache (no five-crop)
+        p["baseline"] = p["baseline"] or j["kind"] == "baseline" or bool(j.get("posthoc"))
+        p["resolutions"] = sorted(set(p["resolutions"]) | {e[2] for e in j.get("evals", []) if e[2]})
     names = [p["name"] for p in prepares.values()]
     for i, p in enumerate(prepares.values()):
         if names.count(p["name"]) > 1:
@@ -177,19 +199,52 @@ def jobs_for(requests: list[Request], progress: bool = False) -> list[dict]:
     return list(prepares.values()) + todo
 
 
-def state(job: dict) -> str:
-    """``cached`` (nothing to do), ``evaluate`` (trained; an evaluation is missing) or ``new``."""
-    folder = Path(job["folder"])
-    if job["kind"] == "baseline":
-        return "cached" if (folder / "baseline.json").is_file() else "new"
-    from equss.paper.runs import eval_file
+def needed(job: dict) -> list[tuple[str, str | None, str]]:
+    """What a run job must leave in its folder: ``(file, checkpoint policy or None, checkpoint file)``
+    for each evaluation, the post-hoc probes and (``steps``) each kept checkpoint's evaluation (the
+    kept steps of the folder, else of the run's record)."""
+    from equss.paper import runs
 
-    if not (folder / "provenance.json").is_file():
-        return "new"
-    missing = [e for e in job["evals"] if not (folder / eval_file(job["cfg"], *e)).is_file()]
-    if job["steps"]:
-        missing += [p for p in folder.glob("step_*.pt") if not (folder / f"eval_{p.stem}.json").is_file()]
-    return "evaluate" if missing else "cached"
+    cfg = job["cfg"]
+    policy = runs.policy_of(cfg)
+    ckpt = runs.CHECKPOINTS[policy]
+    out = [(runs.eval_file(cfg, crf, flip, res), policy, ckpt) for crf, flip, res in (_eval3(e) for e in job["evals"])]
+    if job.get("posthoc"):
+        out.append((runs.posthoc_file(cfg), policy, ckpt))
+    if job.get("steps"):
+        folder = Path(job["folder"])
+        steps = runs.kept_steps(cfg, folder)
+        rec = runs.record_of(cfg, job["records"]) if job.get("records") else None
+        if not steps and rec is not None:
+            steps = runs.kept_steps(cfg, rec)
+        out += [(f"eval_step_{s}.json", None, f"step_{s}.pt") for s in steps]
+    return out
+
+
+def _eval3(e) -> tuple:
+    """An ``evals`` entry as ``(crf, flip, resolution)`` (``[crf, flip]`` before resolutions)."""
+    return (e[0], e[1], e[2] if len(e) > 2 else None)
+
+
+def state(job: dict) -> str:
+    """``cached`` (nothing to do: every evaluation in the folder, or with ``job["records"]`` in the run
+    records made by this code), ``evaluate`` (trained, with the checkpoints the missing evaluations
+    need) or ``new`` (a training is needed)."""
+    from equss.paper import runs
+
+    folder, records, cfg = Path(job["folder"]), job.get("records"), job["cfg"]
+    if job["kind"] == "baseline":
+        done = (folder / "baseline.json").is_file() or runs.cached_in_records(cfg, records, ["baseline.json"],
+                                                                              baseline=True)
+        return "cached" if done else "new"
+    trained = (folder / "provenance.json").is_file()
+    if job.get("steps") and not trained and not (records and runs.record_of(cfg, records)):
+        return "new"  # the kept steps are known once trained (or from the record's log)
+    missing = [(n, c) for n, policy, c in needed(job)
+               if not runs._done(folder / n, policy) and not runs.cached_in_records(cfg, records, [n], policy)]
+    if not missing:
+        return "cached"
+    return "evaluate" if trained and all((folder / c).is_file() for _, c in missing) else "new"
 
 
 # ---------------------------------------------------------------------------- layout: workers x threads
@@ -657,7 +712,7 @@ def run_many(requests, executor: str | None = None, workers: int | None = None, 
     settings = slurm_settings(slurm) if executor.startswith("submitit") else {}
     if executor.startswith("submitit"):
         _submitit()
-    todo = jobs_for(requests, progress=progress)  # a worker's bars: its log (or the runner's progress log)
+    todo = jobs_for(requests, progress=progress, records=records)  # a worker's bars: its log (or the runner's)
     scale = requests[0].cfg.scale if requests else "proxy"
     if executor == "serial":
         lay = {"workers": 1, "threads": int(threads) if threads else None, "how": "serial"}
@@ -735,7 +790,9 @@ def run_many(requests, executor: str | None = None, workers: int | None = None, 
 def _result(runs, r: Request, records, progress: bool):
     if r.kind == "baseline":
         return runs.baseline(r.cfg, progress=progress, records=records)
-    res = runs.run(r.cfg, crf=r.crf, flip=r.flip, progress=progress, records=records)
+    if r.kind == "posthoc":
+        return runs.posthoc(r.cfg, progress=progress, records=records)
+    res = runs.run(r.cfg, crf=r.crf, flip=r.flip, progress=progress, records=records, resolution=r.resolution)
     if r.kind == "steps":
         return runs.step_evaluations(r.cfg, res, records=records, progress=progress)
     return res
@@ -756,18 +813,20 @@ def _say(text: str, progress: bool) -> None:
 
 # ---------------------------------------------------------------------------- plan and prediction
 def plan(requests, workers: int | None = None, threads: int | None = None, predict: bool = True,
-         jobs: list[dict] | None = None, file: str | os.PathLike | None = None) -> dict:
-    """What ``requests`` need: each request ``cached`` / ``evaluate`` / ``new``; with ``predict`` the
+         jobs: list[dict] | None = None, file: str | os.PathLike | None = None,
+         records: str | os.PathLike | None = None) -> dict:
+    """What ``requests`` need: each request ``cached`` / ``evaluate`` / ``new`` (``records``: the run
+    records of earlier sessions count as cached, as :func:`run_many` with them treats them); with ``predict`` the
     wall time predicted serially (one process at ``cores()`` threads) and in a pool of ``workers``
     x ``threads`` (default :func:`layout`), from :func:`calibrate`'s costs.  ``file``: also written
     there as JSON (to set beside the measured wall time later; :func:`run_many` does both)."""
     requests = _check_requests(requests)
-    todo = jobs_for(requests) if jobs is None else jobs
+    todo = jobs_for(requests, records=records) if jobs is None else jobs
     by_folder = {j.get("folder"): j for j in todo}
     rows = []
     for r in requests:
         j = by_folder.get(str(r.folder()))
-        rows.append({"request": r.name(), "kind": r.kind, "crf": r.crf, "flip": r.flip,
+        rows.append({"request": r.name(), "kind": r.kind, "crf": r.crf, "flip": r.flip, "resolution": r.resolution,
                      "state": "cached" if j is None else state(j)})
     counts = {s: sum(1 for x in rows if x["state"] == s) for s in ("cached", "evaluate", "new")}
     out = {"requests": rows, "counts": counts, "jobs": [{"name": j["name"], "kind": j["kind"]} for j in todo],
@@ -867,7 +926,7 @@ def prediction(todo: list[dict], workers: int | None = None, threads: int | None
     slowdown = (together / solo) if (solo and together) else 1.0  # contention of workers running at once
     startup = max((r.get("startup_s") or 0.0) for r in measured["rows"])
     cfgs = [j["cfg"] for j in todo]
-    crf = any(c for j in todo for c, _ in j.get("evals", []))
+    crf = any(e[0] for j in todo for e in j.get("evals", []))
     serial_cost = calibrate(cfgs, n, crf=crf)
     pool_cost = calibrate(cfgs, lay["threads"], crf=crf) if lay["threads"] != n else serial_cost
     sizes: dict[str, dict] = {}
@@ -888,7 +947,9 @@ def prediction(todo: list[dict], workers: int | None = None, threads: int | None
             "parallel": {"wall_s": round(wall, 1), "workers": lay["workers"], "threads": lay["threads"],
                          "slowdown": round(slowdown, 3), "startup_s": round(startup, 2)},
             "model": "a run: backbone loads x backbone_load_s + steps x step_s + validations x val images x "
-                     "eval_img_s + per test evaluation test images x (eval_img_s | eval_flip_img_s) (+ 2 x crf_img_s); "
+                     "eval_img_s + per test evaluation test images x (eval_img_s | eval_flip_img_s) (+ 2 x crf_img_s) "
+                     "x (resolution / eval_resolution)^2 + post-hoc probes parts x (10 x train + test images) x "
+                     "eval_img_s; "
                      "a prepare job: backbone_load_s + images without a feature cache x feature_*_img_s; pool: jobs "
                      "x slowdown (workers at once), LPT schedule per stage + worker start-up per stage"}
 
@@ -908,7 +969,7 @@ def _job_cost(job: dict, costs: dict, sizes: dict) -> tuple[float, str]:
     note = "" if all(sizes.get(k) is not None for k in ("train", "val", "test")) else "data missing: sizes unknown"
     load = c.get("backbone_load_s", 0.0)
     if job["kind"] == "prepare":
-        return load + _missing_feature_cost(cfg, sizes, job.get("flip"), c), note
+        return load + _missing_feature_cost(cfg, sizes, job.get("flip"), c, job.get("resolutions")), note
     if job["kind"] == "baseline":  # k-means and a linear probe on cached features: uncalibrated, as evaluations
         return load + (n_train + n_test) * c.get("eval_img_s", 0.0), (note or "baseline: estimated as evaluations")
     t = cfg.train
@@ -918,22 +979,41 @@ def _job_cost(job: dict, costs: dict, sizes: dict) -> tuple[float, str]:
     if not trained:
         vals = (steps // t.val_every + (1 if steps % t.val_every else 0)) if t.val_every else 0
         total += load + steps * c.get("step_s", 0.0) + vals * n_val * c.get("eval_img_s", 0.0)
-    for crf, flip in job["evals"]:
+    for crf, flip, res in (_eval3(e) for e in job["evals"]):
         per = c.get("eval_flip_img_s" if flip else "eval_img_s", 0.0) + (2 * (c.get("crf_img_s") or 0.0) if crf else 0)
-        if not (trained and (Path(job["folder"]) / _eval_name(cfg, crf, flip)).is_file()):
+        if res:  # another resolution: the per-image cost scales with the pixels (calibrated at eval_resolution)
+            per *= (res / cfg.data.eval_resolution) ** 2
+        if not (trained and _have(job, _eval_name(cfg, crf, flip, res))):
             total += load + n_test * per
+    if job.get("posthoc") and not (trained and _have(job, _posthoc_name(cfg))):
+        # k-means and a 10-epoch linear probe per part (head; PQ: also quantised): uncalibrated, as evaluations
+        parts = 2 if cfg.model.pq else 1
+        total += load + parts * (10 * n_train + n_test) * c.get("eval_img_s", 0.0)
+        note = note or "post-hoc probes: estimated as evaluations"
     if job["steps"] and t.keep_checkpoints and t.val_every:
         total += (steps // t.val_every) * n_test * c.get("eval_img_s", 0.0)
     return total, note
 
 
-def _eval_name(cfg, crf, flip) -> str:
+def _have(job: dict, name: str) -> bool:
+    from equss.paper import runs
+
+    return (Path(job["folder"]) / name).is_file() or runs.cached_in_records(job["cfg"], job.get("records"), [name])
+
+
+def _eval_name(cfg, crf, flip, resolution=None) -> str:
     from equss.paper.runs import eval_file
 
-    return eval_file(cfg, crf, flip)
+    return eval_file(cfg, crf, flip, resolution)
 
 
-def _missing_feature_cost(cfg, sizes: dict, flip: bool, c: dict) -> float:
+def _posthoc_name(cfg) -> str:
+    from equss.paper.runs import posthoc_file
+
+    return posthoc_file(cfg)
+
+
+def _missing_feature_cost(cfg, sizes: dict, flip: bool, c: dict, resolutions=()) -> float:
     """Seconds of backbone forwards a prepare job needs: the splits without a complete feature
     cache of this backbone and preprocessing (``meta.json`` in ``cache_dir("features")``; the
     weights are not compared: a prediction, not a check)."""
@@ -962,4 +1042,11 @@ def _missing_feature_cost(cfg, sizes: dict, flip: bool, c: dict) -> float:
             total += n * per
         if flip and key == "test" and HFlip(ds).preproc_id not in have:
             total += n * per
+    for res in resolutions or ():  # the test split at another resolution (the resolution check)
+        try:
+            ds = make_dataset(cfg, d.test_split, resolution=res)
+        except EqussError:
+            continue
+        if ds.preproc_id not in have:
+            total += (sizes.get("test") or 0) * c.get("feature_eval_img_s", 0.0) * (res / d.eval_resolution) ** 2
     return total

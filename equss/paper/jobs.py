@@ -5,7 +5,10 @@ raw-backbone baseline (``kind="baseline"``), or the feature caches and kNN table
 of one data set share (``kind="prepare"``, done before the runs that read them fan out: the
 feature cache has no lock of its own, so two workers must never build the same cache at once).
 A job is a plain dict (picklable for ``spawn`` and submitit): ``{"kind", "name", "cfg", "evals":
-[[crf, flip], ...], "steps": bool}`` (a prepare job: ``"flip"``, ``"baseline"``: which caches).
+[[crf, flip, resolution], ...], "steps": bool, "posthoc": bool, "records": path or None}`` (a prepare
+job: ``"flip"``, ``"baseline"``, ``"resolutions"``: which caches).  With ``records`` a job takes what
+the run records of earlier sessions hold (:func:`equss.paper.runs.run` with ``records=``) and trains
+only when a missing evaluation's checkpoint is missing too.
 
 :func:`call` is what every executor runs in its worker: it fixes the thread count first
 (``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS`` and ``torch.set_num_threads``), says which executor
@@ -74,30 +77,34 @@ def do(job: dict) -> dict:
     kind = job["kind"]
     if kind == "prepare":
         prepare(job["cfg"], flip=bool(job.get("flip")), baseline=bool(job.get("baseline")),
-                progress=job.get("progress", False))
+                progress=job.get("progress", False), resolutions=job.get("resolutions") or ())
     elif kind == "baseline":
         from equss.paper import runs
 
-        runs.baseline(job["cfg"], progress=job.get("progress", False))
+        runs.baseline(job["cfg"], progress=job.get("progress", False), records=job.get("records"))
     elif kind == "run":
         from equss.paper import runs
 
-        cfg, progress = job["cfg"], job.get("progress", False)
+        cfg, progress, records = job["cfg"], job.get("progress", False), job.get("records")
         result = None
-        for crf, flip in job["evals"]:
-            result = runs.run(cfg, crf=bool(crf), flip=flip, progress=progress)
+        for e in job["evals"]:
+            crf, flip, res = e[0], e[1], (e[2] if len(e) > 2 else None)
+            result = runs.run(cfg, crf=bool(crf), flip=flip, progress=progress, records=records, resolution=res)
         if job.get("steps"):
-            runs.step_evaluations(cfg, result, progress=progress)
+            result = result or runs.run(cfg, progress=progress, records=records)
+            runs.step_evaluations(cfg, result, progress=progress, records=records)
+        if job.get("posthoc"):
+            runs.posthoc(cfg, progress=progress, records=records)
     else:
         raise ValueError(f"unknown job kind {kind!r}")
     return {"name": job["name"], "kind": kind, "wall_s": round(time.perf_counter() - t0, 3)}
 
 
-def prepare(cfg, flip: bool = False, baseline: bool = False, progress: bool = False) -> None:
+def prepare(cfg, flip: bool = False, baseline: bool = False, progress: bool = False, resolutions=()) -> None:
     """Build the caches that training (:meth:`equss.pipeline.train.Trainer._setup_data`), test
-    evaluation (:func:`equss.pipeline.evaluate.evaluate_checkpoint`) and the baseline
-    (:func:`equss.pipeline.baseline.run_baseline`) of ``cfg`` read, with the same calls, so that
-    the runs fanned out afterwards only read them."""
+    evaluation (:func:`equss.pipeline.evaluate.evaluate_checkpoint`; also at each of ``resolutions``)
+    and the baseline (:func:`equss.pipeline.baseline.run_baseline`) and post-hoc probes of ``cfg``
+    read, with the same calls, so that the runs fanned out afterwards only read them."""
     from equss.data.features import get_or_build_features
     from equss.data.knn import get_or_build_knn
     from equss.device import resolve_device
@@ -118,6 +125,9 @@ def prepare(cfg, flip: bool = False, baseline: bool = False, progress: bool = Fa
     get_or_build_features(backbone, test_set, device=device, progress=progress)
     if flip:
         get_or_build_features(backbone, HFlip(test_set), device=device, progress=progress)
+    for res in resolutions:  # the resolution check: the test split at another crop size
+        get_or_build_features(backbone, make_dataset(cfg, d.test_split, resolution=int(res)), device=device,
+                              progress=progress)
 
 
 # ---------------------------------------------------------------------------- the local pool's worker

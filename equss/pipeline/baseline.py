@@ -9,6 +9,12 @@
 
 ``baseline.json`` and, beside it, ``baseline.per_image.npz`` (every image's counts before
 matching: :mod:`equss.eval.per_image`).
+
+The functions read features through a :class:`FeatureView`: a feature cache as it is (this row), or
+mapped batch by batch through a trained model's frozen head and quantiser (the converged post-hoc
+probes of :mod:`equss.pipeline.posthoc`), so that both rows are fitted and evaluated by one path
+(:func:`fit_and_evaluate`) with one rule: the same k, patches, seed, optimiser, learning rate,
+epochs, batch size and label size.
 """
 from __future__ import annotations
 
@@ -59,21 +65,69 @@ def spherical_kmeans(x: torch.Tensor, k: int, iters: int = 50, seed: int = 0, re
     return best
 
 
-def _sample_patches(cache, n_max: int, seed: int) -> torch.Tensor:
-    n, c, h, w = cache.feats.shape
+class FeatureView:
+    """A feature cache (:class:`equss.data.features.FeatureCache`) seen through a frozen map ``fn``
+    (features ``(B, C, h, w)`` -> ``(B, channels, h, w)``; None: the features themselves), computed
+    batch by batch when read, never stored: what :func:`fit_and_evaluate` reads (``len``,
+    :meth:`batch`, :meth:`batches`, ``channels``, :meth:`labelled_pixels`).
+
+    Why not materialise the mapped features: at proxy size (CamVid, DINOv2 ViT-S/14, d_E = 1024)
+    the 367 training images at 16x16 patches are 367 x 256 x 1024 x 4 B = 385 MB in float32 and the
+    233 test images at 32x32 patches 233 x 1024 x 1024 x 4 B = 977 MB, twice that for an EQUSS model
+    (the head output before and after quantisation): 2.7 GB beside a 2.5 GiB worker.  Streamed,
+    a view holds one batch (16 x 256 x 1024 x 4 B = 17 MB); what k-means needs in memory is its
+    sample of at most ``patches`` rows (100,000 x 1024 x 4 B = 410 MB, here all 93,952 training
+    patches, measured peak in :mod:`equss.pipeline.posthoc`).  The map is re-applied in each of the
+    linear probe's epochs (a 1x1-conv head on 16x16 patches: cheap beside the probe's upsampled
+    cross-entropy)."""
+
+    def __init__(self, cache, fn=None, channels: int | None = None, device="cpu", batch_size: int = 16):
+        self.cache, self.fn, self.device, self.batch_size = cache, fn, torch.device(device), int(batch_size)
+        self.channels = int(channels if channels is not None else cache.feats.shape[1])
+
+    def __len__(self) -> int:
+        return len(self.cache)
+
+    @torch.no_grad()
+    def batch(self, indices) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features (float32, on the view's device) and labels of the images ``indices``."""
+        feats, labels = self.cache.batch(indices)
+        feats = feats.to(self.device)
+        if self.fn is not None:
+            feats = self.fn(feats).float()
+        return feats, labels
+
+    def batches(self, desc: str = "features", progress: bool = False):
+        """``(indices, feats, labels)`` over every image in order, ``batch_size`` images at a time."""
+        n = len(self)
+        for start in progress_bar(range(0, n, self.batch_size), desc=desc, disable=not progress, dynamic_ncols=True):
+            idx = list(range(start, min(n, start + self.batch_size)))
+            yield (idx, *self.batch(idx))
+
+    def labelled_pixels(self) -> int:
+        return self.cache.labelled_pixels()
+
+
+def _sample_patches(view: FeatureView, n_max: int, seed: int, progress: bool = False) -> torch.Tensor:
+    """Up to ``n_max // images`` patch vectors of every image, drawn without replacement (numpy
+    ``default_rng(seed)``, image by image in order), as rows ``(N, C)``."""
     rng = np.random.default_rng(seed)
-    per_image = max(1, n_max // n)
+    per_image = max(1, n_max // len(view))
     rows = []
-    for i in range(n):
-        f = np.asarray(cache.feats[i]).reshape(c, h * w).T
-        rows.append(f[rng.choice(h * w, size=min(per_image, h * w), replace=False)])
+    for _, feats, _ in view.batches("k-means sample", progress):
+        for f in feats.cpu().numpy():
+            c, h, w = f.shape
+            f = f.reshape(c, h * w).T
+            rows.append(f[rng.choice(h * w, size=min(per_image, h * w), replace=False)])
     return torch.from_numpy(np.concatenate(rows)).float()
 
 
-def train_linear(cache, n_classes: int, epochs: int = 10, lr: float = 3e-3, batch_size: int = 16, seed: int = 0,
-                 device="cpu", label_size: int = 64, progress: bool = True) -> torch.nn.Conv2d:
+def train_linear(cache: FeatureView, n_classes: int, epochs: int = 10, lr: float = 3e-3, batch_size: int = 16,
+                 seed: int = 0, device="cpu", label_size: int = 64, progress: bool = True) -> torch.nn.Conv2d:
+    """A 1x1-conv probe trained with Adam (``lr``) and cross-entropy for ``epochs`` epochs of shuffled
+    batches of ``batch_size`` images (labels resized to ``label_size``, logits upsampled to them)."""
     torch.manual_seed(seed)
-    c = cache.feats.shape[1]
+    c = cache.channels
     probe = torch.nn.Conv2d(c, n_classes, 1).to(device)
     opt = torch.optim.Adam(probe.parameters(), lr=lr)
     n = len(cache)
@@ -95,7 +149,7 @@ def train_linear(cache, n_classes: int, epochs: int = 10, lr: float = 3e-3, batc
 
 
 @torch.no_grad()
-def evaluate_baseline(centroids, probe, cache, n_classes: int, extra_clusters: int = 0, device="cpu",
+def evaluate_baseline(centroids, probe, cache: FeatureView, n_classes: int, extra_clusters: int = 0, device="cpu",
                       progress: bool = True, image_ids=None, sequences=None) -> dict:
     """Cluster (k-means, Hungarian) and linear numbers; ``result["per_image"]`` the per-image counts."""
     from equss.eval.per_image import PerImageConfusions
@@ -117,16 +171,40 @@ def evaluate_baseline(centroids, probe, cache, n_classes: int, extra_clusters: i
             "per_image": PerImageConfusions.from_metrics({"cluster": km, "linear": lin}, ids, sequences)}
 
 
-def run_baseline(cfg, out=None, device="auto", progress: bool = True, patches: int = 100_000,
-                 linear_epochs: int = 10) -> dict:
+PATCHES, LINEAR_EPOCHS = 100_000, 10  # k-means sample size; epochs of the linear probe
+
+
+def check_rule(patches: int, linear_epochs: int) -> None:
+    if int(linear_epochs) < 1 or int(patches) < 1:
+        raise EqussError(f"linear_epochs ({linear_epochs}) and patches ({patches}) must be >= 1: "
+                         "an untrained probe would be reported")
+
+
+def fit_and_evaluate(train: FeatureView, test: FeatureView, n_classes: int, extra_clusters: int = 0, seed: int = 0,
+                     device="cpu", label_size: int = 0, patches: int = PATCHES, linear_epochs: int = LINEAR_EPOCHS,
+                     progress: bool = True, image_ids=None, sequences=None) -> dict:
+    """The rule of this row for any features: spherical k-means (k = ``n_classes + extra_clusters``)
+    on up to ``patches`` training patch vectors and a linear probe trained ``linear_epochs`` epochs
+    (:func:`train_linear`'s Adam, lr, batch size; labels at ``label_size``), both seeded with
+    ``seed``, then evaluated on ``test`` (:func:`evaluate_baseline`: ``cluster``, ``linear``,
+    ``per_image``)."""
+    check_rule(patches, linear_epochs)
+    k = n_classes + extra_clusters
+    centroids = spherical_kmeans(_sample_patches(train, patches, seed, progress), k, seed=seed)
+    probe = train_linear(train, n_classes, epochs=linear_epochs, seed=seed, device=device, label_size=label_size,
+                         progress=progress)
+    return evaluate_baseline(centroids, probe, test, n_classes, extra_clusters, device=device, progress=progress,
+                             image_ids=image_ids, sequences=sequences)
+
+
+def run_baseline(cfg, out=None, device="auto", progress: bool = True, patches: int = PATCHES,
+                 linear_epochs: int = LINEAR_EPOCHS) -> dict:
     from equss.data.features import get_or_build_features
     from equss.device import resolve_device
     from equss.pipeline.evaluate import dataset_ids, require_labels, write_evaluation
     from equss.pipeline.inputs import make_backbone, make_dataset
 
-    if int(linear_epochs) < 1 or int(patches) < 1:
-        raise EqussError(f"linear_epochs ({linear_epochs}) and patches ({patches}) must be >= 1: "
-                         "an untrained probe would be reported")
+    check_rule(patches, linear_epochs)
     t0 = time.time()
     dev = resolve_device(device)
     train_set = make_dataset(cfg, cfg.data.train_split, resolution=cfg.data.resolution)
@@ -138,12 +216,11 @@ def run_baseline(cfg, out=None, device="auto", progress: bool = True, patches: i
     require_labels(train_cache, f"{cfg.data.dataset} split {cfg.data.train_split!r}",
                    "the linear probe needs labels: set data.train_split to a labelled split")
     k = train_set.n_classes + cfg.model.extra_clusters
-    centroids = spherical_kmeans(_sample_patches(train_cache, patches, cfg.train.seed), k, seed=cfg.train.seed)
-    probe = train_linear(train_cache, train_set.n_classes, epochs=linear_epochs, seed=cfg.train.seed, device=dev,
-                         label_size=cfg.data.probe_label_size, progress=progress)
     ids, seqs = dataset_ids(test_set)
-    result = evaluate_baseline(centroids, probe, test_cache, train_set.n_classes, cfg.model.extra_clusters,
-                               device=dev, progress=progress, image_ids=ids, sequences=seqs)
+    result = fit_and_evaluate(FeatureView(train_cache), FeatureView(test_cache), train_set.n_classes,
+                              cfg.model.extra_clusters, seed=cfg.train.seed, device=dev,
+                              label_size=cfg.data.probe_label_size, patches=patches, linear_epochs=linear_epochs,
+                              progress=progress, image_ids=ids, sequences=seqs)
     result["provenance"] = provenance(
         what="raw backbone baseline: spherical k-means + linear probe", scale=cfg.scale, dataset=cfg.data.dataset,
         train_split=cfg.data.train_split, eval_split=cfg.data.test_split, n_train=len(train_set), n_eval=len(test_set),

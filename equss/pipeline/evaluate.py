@@ -152,18 +152,43 @@ def evaluate_cached(model, cache, n_classes: int, cfg: Config, device="cpu", fli
     return result
 
 
+def checked_resolution(resolution) -> int:
+    """An evaluation resolution (crop side in pixels) as an int; one EqussError line otherwise."""
+    from equss.config import MAX_RESOLUTION
+
+    try:
+        value = int(resolution)
+    except (TypeError, ValueError):
+        value = None
+    if value is None or isinstance(resolution, bool) or value != resolution or not 1 <= value <= MAX_RESOLUTION:
+        raise EqussError(f"evaluation resolution must be an integer in [1, {MAX_RESOLUTION}] (pixels), got {resolution!r}")
+    return value
+
+
+def checkpoint_policy(checkpoint: str | os.PathLike) -> str:
+    """What a checkpoint file is, by its name: ``best`` (best.pt), ``last`` (last.pt), ``step``
+    (a kept ``step_<N>.pt``) or ``file`` (any other)."""
+    name = Path(checkpoint).name
+    return {"best.pt": "best", "last.pt": "last"}.get(name, "step" if name.startswith("step_") else "file")
+
+
 def evaluate_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike | None = None, split: str | None = None,
                         crf: bool = False, flip: bool | None = None, device: str = "auto", workers: int = 1,
-                        data_root: str | None = None, progress: bool = True) -> dict:
+                        data_root: str | None = None, progress: bool = True, resolution: int | None = None) -> dict:
     """Load a checkpoint, evaluate it on ``split`` (default: the config's test split), write eval.json
     (and eval.per_image.npz) to ``out``; the result keeps the per-image counts in ``per_image``
-    (write it with :func:`write_evaluation`)."""
+    (write it with :func:`write_evaluation`).  ``resolution``: evaluate at this crop size instead of
+    the config's ``data.eval_resolution`` (the same as a checkpoint whose config says so; the feature
+    cache of that resolution is built as usual).  The provenance names the checkpoint, its policy
+    (:func:`checkpoint_policy`) and step, and the resolution."""
     from equss.data.features import get_or_build_features
     from equss.device import keep_freed_memory, resolve_device
     from equss.pipeline.inputs import HFlip, make_backbone, make_dataset
     from equss.pipeline.checkpoint import load_checkpoint, model_from_checkpoint
 
     t0 = time.time()
+    if resolution is not None:
+        resolution = checked_resolution(resolution)
     state = load_checkpoint(checkpoint)
     dev = resolve_device(device)
     if dev.type == "cpu":
@@ -171,6 +196,9 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike | 
     model, cfg = model_from_checkpoint(state, device=dev)
     if data_root:
         cfg.data.data_root = data_root
+    key = cfg.key()  # the trained weights' key (the evaluation resolution is part of a run's key)
+    if resolution is not None:
+        cfg.data.eval_resolution = resolution
     split = split or cfg.data.test_split
     flip = cfg.eval.flip if flip is None else flip
     dataset = make_dataset(cfg, split)
@@ -192,7 +220,8 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike | 
                              images=dataset, workers=workers, progress=progress,
                              class_names=dataset.class_names, image_ids=ids, sequences=seqs)
     result["provenance"] = provenance(
-        checkpoint=str(checkpoint), checkpoint_step=state.get("step"), config=cfg.to_dict(), config_key=cfg.key(),
+        checkpoint=str(checkpoint), checkpoint_policy=checkpoint_policy(checkpoint), checkpoint_step=state.get("step"),
+        config=cfg.to_dict(), config_key=key, resolution=cfg.data.eval_resolution,
         scale=cfg.scale, dataset=cfg.data.dataset, split=split, n_images=len(dataset),
         backbone=cfg.train.backbone, weights=cfg.train.weights, backbone_weights=weights_id, flip=flip, crf=crf,
         device=device_description(dev), wall_s=round(time.time() - t0, 2),
@@ -215,7 +244,8 @@ def format_result(result: dict) -> str:
 def _cmd_eval(args):
     out = args.out or str(Path(args.checkpoint).parent / "eval")
     result = evaluate_checkpoint(args.checkpoint, out=out, split=args.split, crf=args.crf, flip=args.flip,
-                                 device=args.device, workers=args.workers, data_root=args.data_root)
+                                 device=args.device, workers=args.workers, data_root=args.data_root,
+                                 resolution=args.resolution)
     print(format_result(result))
     print(f"wrote {Path(out) / 'eval.json'}")
     return 0
@@ -224,10 +254,13 @@ def _cmd_eval(args):
 def register(sub):
     p = sub.add_parser("eval", help="evaluate a checkpoint (unsupervised + linear Acc/mIoU, optional CRF)",
                        description=__doc__.split("\n\n")[0])
-    p.add_argument("--checkpoint", required=True, help="a checkpoint written by `equss train` (best.pt or last.pt)")
+    p.add_argument("--checkpoint", required=True, help="a checkpoint written by `equss train`: best.pt (selected on "
+                                                       "validation) or last.pt (the end of training)")
     p.add_argument("--out", help="folder for eval.json (default: CHECKPOINT_DIR/eval)")
     p.add_argument("--split", help="dataset split (default: the config's test split)")
     p.add_argument("--crf", action="store_true", help="also evaluate with the dense CRF")
+    p.add_argument("--resolution", type=int, help="evaluation crop size in pixels (default: the checkpoint's "
+                                                  "data.eval_resolution)")
     p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
                    help="average with the horizontally flipped image (default: the checkpoint's eval.flip; "
                         "official EQUSS: no, STEGO's eval script: yes)")
