@@ -17,8 +17,8 @@ with the same rule:
   cluster mIoU on its own validation split (the official model-selection metric; the test split is
   never looked at).  Dubai is tuned on Dubai (it used to carry CamVid's level over by calibration).
 
-At smoke scale (CI) the rule is :data:`SMOKE_LEVELS` x :data:`SMOKE_STEPS` so that the notebook runs
-in seconds; proxy and paper keep the full rule.  At paper scale nothing is tuned: the paper presets
+At smoke scale (CI) the rule is :data:`SMOKE_LEVELS` x :data:`SMOKE_STEPS` on :data:`SMOKE_ARMS` so that
+the notebook runs in about a minute; proxy and paper keep the full rule.  At paper scale nothing is tuned: the paper presets
 carry the official codes' shifts, the faithful choice there.
 
 Cache and records.  :func:`tune_arm` runs ``tune()`` once per arm in
@@ -70,6 +70,8 @@ ARMS = {
     "dubai-M1": "potsdam3-M1",  # STEGO's 70-d head without PQ on EQUSS's recipe, on Dubai
 }
 SAME_AS = {"camvid-Q3": "camvid-equss"}  # presets that resolve to a tuned arm's config (one run key)
+# CI (smoke) tunes three arms that cover both datasets, both recipes and the new preset: seconds, not minutes
+SMOKE_ARMS = ("camvid-equss", "camvid-stego", "dubai-M1")
 
 COMMITTED = Path(__file__).resolve().parents[2] / "results"  # = runs.COMMITTED (runs imports this module)
 
@@ -78,6 +80,12 @@ def rule(scale: str) -> dict:
     """The tuning rule at ``scale``: ``{"levels", "steps_per_candidate", "seed"}``."""
     levels, steps = (SMOKE_LEVELS, SMOKE_STEPS) if scale == "smoke" else (LEVELS, STEPS)
     return {"levels": list(levels), "steps_per_candidate": steps, "seed": SEED}
+
+
+def arms_for(scale: str) -> list[str]:
+    """The presets a scale tunes: every arm at proxy, :data:`SMOKE_ARMS` at smoke, none at paper (the
+    paper presets carry the official shifts)."""
+    return {"paper": [], "smoke": list(SMOKE_ARMS)}.get(scale, list(ARMS))
 
 
 def rule_hash(r: dict) -> str:
@@ -152,6 +160,15 @@ def tune_arm(cfg: Config, out, r: dict | None = None, progress: bool = True) -> 
     dest.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(done, dest)
     return read_json(dest)
+
+
+def tune_all(cfg, out, arms, r: dict, progress: bool = True) -> dict[str, dict]:
+    """``{preset: tune.json}`` for ``arms`` (proxy presets of :data:`ARMS`), each by :func:`tune_arm`; ``cfg`` is
+    a notebook's ``cfg(paper_preset, seed)`` from :func:`equss.paper.runs.setup`."""
+    unknown = [a for a in arms if a not in ARMS]
+    if unknown:
+        raise EqussError(f"not a tuned arm: {', '.join(unknown)}; valid: {', '.join(ARMS)}")
+    return {arm: tune_arm(cfg(ARMS[arm], r["seed"]), out, r, progress) for arm in arms}
 
 
 def chosen(record: dict) -> dict:
@@ -244,3 +261,65 @@ def tuned_overrides(out, preset: str, committed: bool = True) -> list[str]:
     if not arm:
         return []
     return [f"loss.{k}={float(arm['shifts'][k])!r}" for k in SHIFTS]
+
+
+def reference(preset: str) -> str:
+    """The EQUSS arm of a preset's dataset (``camvid-M1`` -> ``camvid-equss``): the level the other arms used to
+    run on."""
+    return preset.split("-", 1)[0] + "-equss"
+
+
+def chosen_table(records: dict[str, dict]):
+    """One row per arm: the chosen level, its shifts and validation cluster mIoU, and the arm's validation
+    cluster mIoU at the level its dataset's EQUSS arm chose (what it ran on before this stage; on one dataset a
+    level gives every arm the same shifts, the fd calibration does not depend on the model) with the difference."""
+    import pandas as pd
+
+    rows = []
+    for preset, rec in records.items():
+        c = chosen(rec)
+        ref = records.get(reference(preset))
+        at_ref = None
+        if ref is not None:
+            level = str(ref["chosen_level"])
+            at_ref = next((x["val"]["cluster_mIoU"] for x in rec["candidates"] if str(x["level"]) == level), None)
+        rows.append({"arm": preset, "chosen level": c["level"], **c["shifts"], "val cluster mIoU": c["val_cluster_mIoU"],
+                     "EQUSS's level": str(ref["chosen_level"]) if ref else None, "val cluster mIoU there": at_ref,
+                     "gain of tuning": (c["val_cluster_mIoU"] - at_ref) if at_ref is not None else None})
+    return pd.DataFrame(rows)
+
+
+def plot(records: dict[str, dict], title: str = ""):
+    """Validation cluster mIoU against the candidate level, one line per arm, one panel per dataset; a star on
+    each arm's chosen level."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    from equss.paper.plots import THEME
+
+    sns.set_theme(**THEME)
+    frame = candidates(records)
+    levels = list(frame.index)
+    long = frame.reset_index().melt(id_vars="level", var_name="arm", value_name="val cluster mIoU")
+    long["dataset"] = long["arm"].str.split("-").str[0]
+    datasets = list(dict.fromkeys(long["dataset"]))
+    fig, axes = plt.subplots(1, len(datasets), figsize=(5.6 * len(datasets) + 2.4, 4.2), squeeze=False)
+    for ax, ds in zip(axes[0], datasets):
+        d = long[long["dataset"] == ds]
+        arms = list(dict.fromkeys(d["arm"]))
+        palette = dict(zip(arms, sns.color_palette(n_colors=len(arms))))
+        sns.pointplot(data=d, x="level", y="val cluster mIoU", hue="arm", order=levels, palette=palette, ax=ax,
+                      markers="o", linestyles="-")
+        for arm in arms:
+            c = chosen(records[arm])
+            ax.plot(levels.index(c["level"]), c["val_cluster_mIoU"], marker="*", markersize=17, linestyle="",
+                    color=palette[arm], markeredgecolor="black", zorder=5)
+        ax.set(xlabel="per-term fd quantile level q (intra,inter,negative)", ylabel="validation cluster mIoU (%)",
+               title=ds)
+        if ax.get_legend():
+            ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0, frameon=False,
+                      title="arm (star: chosen)")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
