@@ -316,6 +316,7 @@ def plot(records: dict[str, dict], title: str = ""):
                     color=palette[arm], markeredgecolor="black", zorder=5)
         ax.set(xlabel="per-term fd quantile level q (intra,inter,negative)", ylabel="validation cluster mIoU (%)",
                title=ds)
+        ax.ticklabel_format(axis="y", useOffset=False)
         if ax.get_legend():
             ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0, frameon=False,
                       title="arm (star: chosen)")
