@@ -89,7 +89,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
@@ -105,6 +105,11 @@ from equss.paper.claims_power import (  # noqa: F401 - the designs are part of t
 
 HOLDS, CONTRADICTED, INCONCLUSIVE, EQUIVALENT = "holds", "contradicted", "inconclusive", "equivalent"
 VERDICTS = (HOLDS, EQUIVALENT, CONTRADICTED, INCONCLUSIVE)
+PRIMARY, POSTHOC_FAMILY, RESOLUTION_FAMILY = "primary", "post-hoc probes", "resolution check"
+FAMILIES = (PRIMARY, POSTHOC_FAMILY, RESOLUTION_FAMILY)
+ONLINE, POSTHOC, POSTHOC_QUANTISED = "online", "post-hoc", "post-hoc quantised"  # the tables' probe column
+# the per-image groups of posthoc.json's probes are "<part>_<cluster|linear>" (equss.pipeline.posthoc.group)
+POSTHOC_PARTS = {POSTHOC: "head", POSTHOC_QUANTISED: "quantised"}
 ALPHA = 0.05
 LEVEL = 0.95
 METRIC_LABELS = {"unsup_miou": "unsup. mIoU", "unsup_acc": "unsup. Acc", "linear_miou": "linear mIoU",
@@ -144,16 +149,27 @@ class Verdict:
     # test-set bootstrap (BOOT_COLUMNS; None: the records hold no per-image counts, columns left out)
     boot: dict | None = field(default=None, repr=False)
     boot_spec: dict | None = field(default=None, repr=False)  # what to resample: arms, contrasts, metric
+    # the study's columns (STUDY_COLUMNS; written when the tables are the study's, see has_study)
+    family: str = PRIMARY         # the Holm family: primary | post-hoc probes | resolution check
+    probe: str = ONLINE           # online | post-hoc (converged probes; "post-hoc quantised" on PQ arms)
+    resolution: object = ""       # the evaluation resolution of the compared rows ("" where not a table's)
+    arms: str = ""                # recipe- and tuning-matched, or the mismatch named (claims_arms)
+    study: bool = field(default=False, repr=False)
+    parts: list = field(default_factory=list, repr=False)    # an intersection-union row: its comparisons
+    part_of: str = field(default="", repr=False)             # a comparison: the claim it decides with others
+    counterpart: "Verdict | None" = field(default=None, repr=False)  # a secondary row: its primary row
+    per_seed: dict = field(default_factory=dict, repr=False)  # a paired comparison: seed -> A - B
 
     COLUMNS = ("claim", "source", "metric", "estimate", "low", "high", "p", "p_holm", "test", "n", "unit", "power",
                "mde", "n_needed", "n_needed_single", "paper_effect", "alpha_power", "verdict", "note", "recipe")
 
+    STUDY_COLUMNS = ("family", "probe", "resolution", "arms")
+
     BOOT_COLUMNS = ("boot_image_low", "boot_image_high", "boot_sequence_low", "boot_sequence_high", "boot_units",
                     "boot_note")
 
-    def row(self, boot: bool = False) -> dict:
-        d = asdict(self)
-        out = {k: d[k] for k in self.COLUMNS}
+    def row(self, boot: bool = False, study: bool = False) -> dict:
+        out = {k: getattr(self, k) for k in self.COLUMNS + (self.STUDY_COLUMNS if study else ())}
         if boot:
             b = self.boot or {}
             out.update({k: b.get(k, math.nan if k.endswith(("low", "high")) else "") for k in self.BOOT_COLUMNS})
@@ -190,27 +206,89 @@ def decide(v: Verdict, alpha: float = ALPHA) -> str:
 
 
 def finalize(verdicts: Sequence[Verdict], alpha: float = ALPHA, power: bool = True) -> list[Verdict]:
-    """Holm over the whole family, then each verdict; with ``power`` also power, MDE and runs needed
-    at ``alpha / m`` (m: claims with a p-value) and the runs needed at ``alpha``."""
+    """Holm within each family (``family``: the primary one, and each secondary one on its own), then each
+    verdict; with ``power`` also power, MDE and runs needed at ``alpha / m`` (m: claims of its family with a
+    p-value) and the runs needed at ``alpha``.  An intersection-union row (``parts``) is no hypothesis of
+    its own: it is decided from its parts' adjusted p-values afterwards (:func:`_decide_intersection`)."""
     verdicts = list(verdicts)
-    adj = holm([v.p for v in verdicts], alpha)
-    m = int(np.isfinite([v.p for v in verdicts]).sum())
-    a_fam = alpha / max(m, 1)
-    for v, ph in zip(verdicts, adj):
-        v.p_holm = float(ph)
-        if v.kind == "equivalence" and v.design is not None and math.isfinite(v.estimate):
-            df = v.design.df(v.design.n)
-            half = stats.t.ppf(1 - a_fam, df) * v.design.se if df >= 1 else math.nan
-            v.bonferroni_interval = (v.estimate - half, v.estimate + half)
-        v.verdict = decide(v, alpha)
-        v.alpha_power = a_fam
-        if power and v.design is not None:
-            effect = v.margin if v.kind == "equivalence" else v.sign * v.paper_effect
-            v.power = v.design.power(effect, v.design.n, a_fam) if math.isfinite(effect) and effect > 0 else math.nan
-            v.mde = v.design.mde(a_fam)
-            v.n_needed = v.design.n_needed(effect, a_fam)
-            v.n_needed_single = v.design.n_needed(effect, alpha)
+    for fam in dict.fromkeys(v.family for v in verdicts):
+        members = [v for v in verdicts if v.family == fam and not v.parts]
+        adj = holm([v.p for v in members], alpha)
+        m = int(np.isfinite([v.p for v in members]).sum())
+        a_fam = alpha / max(m, 1)
+        for v, ph in zip(members, adj):
+            v.p_holm = float(ph)
+            if v.kind == "equivalence" and v.design is not None and math.isfinite(v.estimate):
+                df = v.design.df(v.design.n)
+                half = stats.t.ppf(1 - a_fam, df) * v.design.se if df >= 1 else math.nan
+                v.bonferroni_interval = (v.estimate - half, v.estimate + half)
+            v.verdict = decide(v, alpha)
+            v.alpha_power = a_fam
+            if power:
+                _power(v, alpha)
+    for v in verdicts:
+        if v.parts:
+            _decide_intersection(v, alpha, power)
     return verdicts
+
+
+def _power(v: Verdict, alpha: float) -> None:
+    if v.design is None:
+        return
+    a_fam = v.alpha_power
+    effect = v.margin if v.kind == "equivalence" else v.sign * v.paper_effect
+    v.power = v.design.power_now(effect, a_fam) if math.isfinite(effect) and effect > 0 else math.nan
+    v.mde = v.design.mde(a_fam)
+    v.n_needed = v.design.n_needed(effect, a_fam)
+    v.n_needed_single = v.design.n_needed(effect, alpha)
+
+
+def _decide_intersection(v: Verdict, alpha: float, power: bool) -> None:
+    """"A beats B on its own recipe and on A's": holds only where every part holds (an intersection-union
+    test: the claim is the conjunction, so it needs every part; its adjusted p is the largest of the
+    parts'); contradicted where any part is contradicted (one false conjunct falsifies the conjunction;
+    its adjusted p is the smallest of the contradicted parts'); inconclusive otherwise (adjusted p: the
+    largest of the parts' when every estimate has the claimed sign, else the smallest of those against
+    it).  The parts' adjusted p-values already carry their family's Holm correction, so this row adds
+    no hypothesis and no further correction (the family-wise error stays at alpha).  Raw ``p`` by the
+    same rule on the raw p-values."""
+    parts = v.parts
+    verdicts = [x.verdict for x in parts]
+    against = [x for x in parts if math.isfinite(x.estimate) and x.sign * x.estimate <= 0]
+    if all(k == HOLDS for k in verdicts):
+        v.verdict = HOLDS
+    elif CONTRADICTED in verdicts:
+        v.verdict = CONTRADICTED
+        against = [x for x in parts if x.verdict == CONTRADICTED]
+    else:
+        v.verdict = INCONCLUSIVE
+    pick, deciding = (min, against) if against else (max, parts)
+    if all(math.isfinite(x.p) for x in parts):
+        v.p, v.p_holm = pick(x.p for x in deciding), pick(x.p_holm for x in deciding)
+    else:  # a comparison without a test (one seed): the claim has none either
+        v.p = v.p_holm = math.nan
+    v.alpha_power = max(x.alpha_power for x in parts)
+    if power:
+        _power(v, alpha)
+
+
+def intersection(parts: Sequence[Verdict], claim: str, **kw) -> Verdict:
+    """The row of an intersection-union claim over ``parts`` (each its own comparison row of the same
+    family, decided by :func:`finalize`): the estimate, interval and units are those of the closest
+    comparison (smallest estimate in the claimed direction); power the product of the parts' (a lower
+    bound: :class:`~equss.paper.claims_power.Intersection`)."""
+    ok = [x for x in parts if math.isfinite(x.estimate)]
+    closest = min(ok, key=lambda x: x.sign * x.estimate) if ok else parts[0]
+    designs = [x.design for x in parts]
+    design = Intersection(designs, min(d.n for d in designs)) if all(d is not None for d in designs) else None
+    margins = ", ".join(f"{x.part_of or x.claim} {x.estimate:+.2f}" for x in parts)
+    v = Verdict(claim, closest.source, closest.metric, closest.estimate, closest.low, closest.high, math.nan,
+                "intersection-union of the comparisons below (each decided in its family; this row adds no test)",
+                closest.n, closest.unit, sign=closest.sign, design=design,
+                note=_join(kw.pop("note", ""), f"estimate of the closest; against each: {margins}"),
+                paper_effect=kw.pop("paper_effect", min((x.paper_effect for x in parts), default=math.nan)),
+                family=closest.family, probe=closest.probe, resolution=closest.resolution, parts=list(parts), **kw)
+    return v
 
 
 # ---------------------------------------------------------------------------- the tests
@@ -274,6 +352,11 @@ class MixedFit:
     seed_var: float
     resid_var: float
     converged: bool
+    counts: dict = field(default_factory=dict)  # arm -> seeds (observations) it has
+
+    @property
+    def balanced(self) -> bool:
+        return len(set(self.counts.values())) <= 1
 
     def contrast(self, weights: Mapping[str, float]) -> tuple[float, float]:
         w = np.array([weights.get(a, 0.0) for a in self.arms])
@@ -299,7 +382,7 @@ def mixed_fit(df, value: str, arm: str = "arm", seed: str = "seed") -> MixedFit:
     seeds = data["g"].nunique()
     return MixedFit({a: float(res.fe_params[n]) for a, n in zip(arms, names)}, cov, arms,
                     float(len(data) - len(arms) - (seeds - 1)), seeds, float(np.asarray(res.cov_re)[0, 0]),
-                    float(res.scale), bool(res.converged))
+                    float(res.scale), bool(res.converged), {a: int((d[arm] == a).sum()) for a in arms})
 
 
 def mixed_contrast(fit: MixedFit, weights: Mapping[str, float], claim: str, source: str, metric: str,
@@ -313,8 +396,19 @@ def mixed_contrast(fit: MixedFit, weights: Mapping[str, float], claim: str, sour
     note = kw.pop("note", "")
     if not fit.converged:
         note = _join(note, "MixedLM did not report convergence")
-    return Verdict(claim, source, metric, est, est - tq * se, est + tq * se, p, test, fit.seeds, "seeds per arm",
-                   design=Coefficient(se, fit.seeds, _block_df(len(fit.arms))), sign=sign, note=note, **kw)
+    if fit.balanced:
+        n, unit, design = fit.seeds, "seeds per arm", Coefficient(se, fit.seeds, _block_df(len(fit.arms)))
+    else:  # unbalanced seeds: power as it ran, runs needed for a balanced design (claims_power.BlockContrast)
+        mine = {a: fit.counts.get(a, 0) for a in weights if weights[a]}
+        n = min(mine.values())
+        by = {}
+        for a, k in mine.items():
+            by.setdefault(k, []).append(a)
+        unit = "seeds per arm (" + "; ".join(f"{', '.join(a)}: {k}" for k, a in sorted(by.items(), reverse=True)) + ")"
+        design = BlockContrast(se, n, fit.df, fit.resid_var, float(sum(w * w for w in weights.values())),
+                               len(fit.arms))
+    return Verdict(claim, source, metric, est, est - tq * se, est + tq * se, p, test, n, unit, design=design,
+                   sign=sign, note=note, **kw)
 
 
 def _block_df(arms: int) -> Callable[[int], float]:
@@ -432,7 +526,8 @@ def _boot_spec(df, metric: str, arm_col: str, contrasts: Sequence[Mapping[str, f
             default = "baseline.json" if str(r["run"]).startswith("baseline-") else "eval.json"
             ev = r.get("eval") if isinstance(r.get("eval"), str) and r.get("eval") else default
             group, _ = METRIC_GROUPS[metric]
-            rows.append((str(r["run"]), ev, group + ("_crf" if crf else "")))
+            part = POSTHOC_PARTS.get(r.get("probe"))
+            rows.append((str(r["run"]), ev, f"{part}_{group}" if part else group + ("_crf" if crf else "")))
         arms[arm] = rows
     return {"arms": arms, "contrasts": [dict(c) for c in contrasts], "metric": metric}
 
@@ -510,28 +605,49 @@ def _boot_text(v: Verdict) -> str:
     return f"[{_fmt(b['boot_image_low'])}, {_fmt(b['boot_image_high'])}] · {seq} ({b['boot_units']})"
 
 
+def has_study(verdicts: Sequence[Verdict]) -> bool:
+    """Whether the study's columns are written (:func:`is_study`: the tables carry its columns)."""
+    return any(v.study for v in verdicts)
+
+
+def _family_text(v: Verdict) -> str:
+    """``primary`` / ``post-hoc probes · post-hoc (Q3: post-hoc quantised)`` / ``resolution check · 224``."""
+    if v.family == POSTHOC_FAMILY:
+        return f"{v.family} · {v.probe}"
+    if v.family == RESOLUTION_FAMILY:
+        return f"{v.family} · {v.resolution}"
+    return v.family
+
+
 def markdown(verdicts: Sequence[Verdict]) -> str:
     """The reviewer's table: claim, where, metric, verdict, estimate [interval], p raw -> Holm, n,
     power / MDE / runs needed, test (and, when the records hold per-image counts, the test-set
-    bootstrap intervals over images and over sequences)."""
-    boot = has_bootstrap(verdicts)
+    bootstrap intervals over images and over sequences; for the study's tables the Holm family with the
+    probe or resolution it reads, and whether the arms are recipe- and tuning-matched)."""
+    boot, study = has_bootstrap(verdicts), has_study(verdicts)
     extra = " test-set bootstrap: images · sequences |" if boot else ""
-    lines = ["| claim (paper) | where | metric | verdict | estimate [interval] | p → Holm | n "
-             "| power · MDE · n needed |" + extra + " test |", "|---|---|---|---|---|---|---|---|---|"
-             + ("---|" if boot else "")]
+    fam = " family |" if study else ""
+    lines = ["| claim (paper) | where | metric |" + fam + " verdict | estimate [interval] | p → Holm | n "
+             "| power · MDE · n needed |" + extra + " test |" + (" arms |" if study else ""),
+             "|---|---|---|---|---|---|---|---|---|" + ("---|" if boot else "") + ("---|---|" if study else "")]
     for v in verdicts:
         interval = f"{_fmt(v.estimate)} [{_fmt(v.low)}, {_fmt(v.high)}]"
         pw = f"{_fmt(v.power, 2, False)} · {_fmt(v.mde, 2, False)} · {_fmt_n(v.n_needed)}"
         note = f" ({v.note})" if v.note else ""
         bt = f" {_boot_text(v)} |" if boot else ""
-        lines.append(f"| {v.claim} | {v.source} | {v.metric} | **{v.verdict}** | {interval} | "
-                     f"{_fmt_p(v.p)} → {_fmt_p(v.p_holm)} | {_fmt_n(v.n)} {v.unit} | {pw} |{bt} {v.test}{note} |")
+        fm = f" {_family_text(v)} |" if study else ""
+        arms = f" {v.arms} |" if study else ""
+        lines.append(f"| {v.claim} | {v.source} | {v.metric} |{fm} **{v.verdict}** | {interval} | "
+                     f"{_fmt_p(v.p)} → {_fmt_p(v.p_holm)} | {_fmt_n(v.n)} {v.unit} | {pw} |{bt} {v.test}{note} |"
+                     + arms)
     return "\n".join(lines) + "\n"
 
 
 def columns(verdicts: Sequence[Verdict]) -> list[str]:
-    """The CSV's columns: :attr:`Verdict.COLUMNS`, plus the bootstrap's when the records held per-image counts."""
-    return list(Verdict.COLUMNS) + (list(Verdict.BOOT_COLUMNS) if has_bootstrap(verdicts) else [])
+    """The CSV's columns: :attr:`Verdict.COLUMNS`, plus the study's (:attr:`Verdict.STUDY_COLUMNS`) for the
+    study's tables and the bootstrap's when the records held per-image counts."""
+    return (list(Verdict.COLUMNS) + (list(Verdict.STUDY_COLUMNS) if has_study(verdicts) else [])
+            + (list(Verdict.BOOT_COLUMNS) if has_bootstrap(verdicts) else []))
 
 
 def write(verdicts: Sequence[Verdict], out_dir, name: str = "claims") -> None:
@@ -541,11 +657,11 @@ def write(verdicts: Sequence[Verdict], out_dir, name: str = "claims") -> None:
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    boot = has_bootstrap(verdicts)
+    boot, study = has_bootstrap(verdicts), has_study(verdicts)
     with open(out / f"{name}.csv", "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=columns(verdicts))
         w.writeheader()
-        w.writerows(v.row(boot) for v in verdicts)
+        w.writerows(v.row(boot, study) for v in verdicts)
     (out / f"{name}.md").write_text(markdown(verdicts))
 
 
@@ -553,8 +669,8 @@ def frame(verdicts: Sequence[Verdict]):
     """The verdicts as a DataFrame (the CSV's columns)."""
     import pandas as pd
 
-    boot = has_bootstrap(verdicts)
-    return pd.DataFrame([v.row(boot) for v in verdicts], columns=columns(verdicts))
+    boot, study = has_bootstrap(verdicts), has_study(verdicts)
+    return pd.DataFrame([v.row(boot, study) for v in verdicts], columns=columns(verdicts))
 
 
 VERDICT_COLOURS = {HOLDS: "#c6efce", EQUIVALENT: "#ddebf7", CONTRADICTED: "#ffc7ce", INCONCLUSIVE: "#f2f2f2"}
@@ -564,11 +680,14 @@ def styled(verdicts: Sequence[Verdict]):
     """The reviewer's table as a pandas Styler, the verdict cell coloured."""
     import pandas as pd
 
-    rows = [{"claim": v.claim, "where": v.source, "metric": v.metric, "verdict": v.verdict,
+    study = has_study(verdicts)
+    rows = [{"claim": v.claim, "where": v.source, "metric": v.metric,
+             **({"family": _family_text(v)} if study else {}), "verdict": v.verdict,
              "estimate [95% interval]": f"{_fmt(v.estimate)} [{_fmt(v.low)}, {_fmt(v.high)}]",
              "p (Holm)": _fmt_p(v.p_holm), "p (raw)": _fmt_p(v.p), "n": f"{_fmt_n(v.n)} {v.unit}",
              "power / MDE": f"{_fmt(v.power, 2, False)} / {_fmt(v.mde, 2, False)}",
-             "n for paper's effect": _fmt_n(v.n_needed), "test": v.test, "recipe per arm": v.recipe, "note": v.note,
+             "n for paper's effect": _fmt_n(v.n_needed), "test": v.test, "recipe per arm": v.recipe,
+             **({"arms": v.arms} if study else {}), "note": v.note,
              **({"test-set bootstrap: images · sequences": _boot_text(v)} if has_bootstrap(verdicts) else {})}
             for v in verdicts]
     df = pd.DataFrame(rows)
@@ -600,7 +719,9 @@ def load_tables(results_dir) -> dict:
       confusion matrix of its ``eval.json`` (see the module docstring);
     * ``fig4_meta``: ``histogram_bins`` of Fig. 4a's STEGO entropy (``fig4.provenance.json``);
     * ``per_image``: the records' per-image counts (:class:`PerImageRecords`), only when some record
-      holds them (then :func:`paper_claims` adds the test-set bootstrap columns)."""
+      holds them (then :func:`paper_claims` adds the test-set bootstrap columns);
+    * ``tuning``: the folder's ``tuning.json`` (:mod:`equss.paper.tuning`: the shifts tuned per preset),
+      read for the ``arms`` column (:class:`~equss.paper.claims_arms.Configs`)."""
     import json
     from pathlib import Path
 
@@ -643,6 +764,8 @@ def load_tables(results_dir) -> dict:
         bins = json.loads(prov.read_text()).get("histogram_bins")
         if bins:
             out["fig4_meta"] = pd.DataFrame([{"histogram_bins": int(bins)}])
+    if (root / "tuning.json").is_file():
+        out["tuning"] = json.loads((root / "tuning.json").read_text())
     return out
 
 
@@ -685,13 +808,17 @@ def _two_arms(df, metric, a, b, claim, source, cfg: Configs, paper_effect=math.n
     ya, yb = _by_seed(df, metric, method=a, **where), _by_seed(df, metric, method=b, **where)
     ra, rb = _runs_by_seed(df, method=a, **where), _runs_by_seed(df, method=b, **where)
     share, why = cfg.shares_batches({a: ra, b: rb})
-    kw = dict(paper_effect=paper_effect, note=note, recipe=cfg.recipe({a: list(ra.values()), b: list(rb.values())}))
+    runs = {a: list(ra.values()), b: list(rb.values())}
+    kw = dict(paper_effect=paper_effect, note=note, recipe=cfg.recipe(runs), arms=cfg.matched(runs),
+              resolution=_resolution(df, cfg, runs[a] + runs[b]))
     label = METRIC_LABELS.get(metric, metric)
     if metric in METRIC_GROUPS:  # a test-set metric: the bootstrap resamples the same rows' evaluations
         kw["boot_spec"] = _boot_spec(df, metric, "method", [{a: 1, b: -1}], **where)
     if share and set(ya) == set(yb):
         seeds = sorted(ya)
-        return paired([ya[s] for s in seeds], [yb[s] for s in seeds], claim, source, label, sign=sign, why=why, **kw)
+        v = paired([ya[s] for s in seeds], [yb[s] for s in seeds], claim, source, label, sign=sign, why=why, **kw)
+        v.per_seed = {s: ya[s] - yb[s] for s in seeds}
+        return v
     return welch(list(ya.values()), list(yb.values()), claim, source, label, sign=sign, why=why, **kw)
 
 
@@ -708,60 +835,252 @@ def fig2_margin() -> float:
     return _quoted_diff(quoted.TABLE1, "EQUSS", "STEGO", "unsup_acc") / 4
 
 
+# ---------------------------------------------------------------------------- the study's views of a table
+RAW = "DINO (raw features)"
+LINEAR = ("linear_miou", "linear_acc")
+STUDY_TABLE_COLUMNS = ("probe", "resolution", "recipe")
+
+
+def is_study(tables: Mapping) -> bool:
+    """Whether ``tables`` are the study's (issue 26): some table carries ``probe`` / ``resolution`` /
+    ``recipe``, or the folder holds ``tuning.json``.  Then claims.csv gets :attr:`Verdict.STUDY_COLUMNS`."""
+    frames = [tables.get(k) for k in TABLES]
+    return tables.get("tuning") is not None or any(
+        f is not None and any(c in f.columns for c in STUDY_TABLE_COLUMNS) for f in frames)
+
+
+def _recipes(tables: Mapping) -> dict:
+    """run -> the tables' ``recipe`` column (``equss.paper.tables``: "STEGO" / "EQUSS" / "—")."""
+    out = {}
+    for k in TABLES:
+        f = tables.get(k)
+        if f is not None and {"run", "recipe"} <= set(f.columns):
+            out.update({str(r): str(x) for r, x in zip(f["run"], f["recipe"]) if isinstance(x, str) and x})
+    return out
+
+
+def _eval_resolution(c: Mapping | None) -> float:
+    """The evaluation resolution a run's config names (a raw-backbone baseline: its provenance's)."""
+    if not c:
+        return math.nan
+    v = c.get("data.eval_resolution", c.get("baseline.eval_resolution"))
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _at_main_resolution(df, cfg: Configs):
+    """Rows evaluated at their run's own ``data.eval_resolution`` (the table's resolution): a row without a
+    ``resolution`` (written before the column existed) or without a config record counts as such."""
+    import pandas as pd
+
+    if "resolution" not in df:
+        return pd.Series(True, index=df.index)
+    res = pd.to_numeric(df["resolution"], errors="coerce")
+    want = df["run"].map(lambda r: _eval_resolution(cfg.get(r))) if "run" in df else res * math.nan
+    return res.isna() | want.isna() | (res == want)
+
+
+def _resolution(df, cfg: Configs, runs: Sequence[str]):
+    """The evaluation resolution of ``runs``' rows in ``df`` (the column; else the configs'): one int, or
+    ``"224/448"`` where they differ, ``""`` where unknown."""
+    import pandas as pd
+
+    vals = []
+    if "resolution" in df and "run" in df:
+        vals = pd.to_numeric(df[df["run"].isin(list(runs))]["resolution"], errors="coerce").dropna().tolist()
+    if not vals:
+        vals = [x for x in (_eval_resolution(cfg.get(r)) for r in runs) if math.isfinite(x)]
+    vals = sorted({int(x) for x in vals})
+    return vals[0] if len(vals) == 1 else "/".join(map(str, vals))
+
+
+def _view(df, cfg: Configs, probe: str = ONLINE, resolution=None):
+    """The rows of a measured table that a family reads: ``probe`` ONLINE (rows without a ``probe`` column
+    are online) or POSTHOC (each method's converged probes on the representation its online probe reads:
+    "post-hoc quantised" where the method has it (PQ arms), else "post-hoc"; the raw-backbone row as it is,
+    its probes being the converged rule already), at the table's own resolution (``resolution`` None) or at
+    another one.  None when no row is left."""
+    import pandas as pd
+
+    if df is None:
+        return None
+    if resolution is None:
+        d = df[_at_main_resolution(df, cfg)]
+    else:
+        d = df[pd.to_numeric(df["resolution"], errors="coerce") == resolution] if "resolution" in df else df.iloc[0:0]
+    probes = d["probe"].fillna(ONLINE).astype(str) if "probe" in d else None
+    if probe == ONLINE:
+        d = d if probes is None else d[probes == ONLINE]
+    else:
+        if probes is None:
+            return None
+        keep = []
+        for method, g in d.groupby("method", sort=False):
+            p = probes[g.index]
+            raw = method == RAW or ("recipe" in g and (g["recipe"].astype(str) == "—").all())
+            want = next((x for x in (POSTHOC_QUANTISED, POSTHOC) if (p == x).any()), ONLINE if raw else None)
+            if want is not None:
+                keep += g.index[p == want].tolist()
+        if not any(probes[i] != ONLINE for i in keep):
+            return None
+        d = d.loc[sorted(keep)]
+    return d if len(d) else None
+
+
+def _probe_text(v: Verdict, used: Mapping[str, str]) -> str:
+    """The probes a post-hoc row's arms used: "post-hoc", or "post-hoc (Q3: post-hoc quantised)"."""
+    arms = list((v.boot_spec or {}).get("arms", {}))
+    quant = [a for a in arms if used.get(a) == POSTHOC_QUANTISED]
+    return POSTHOC + (f" ({', '.join(quant)}: {POSTHOC_QUANTISED})" if quant else "")
+
+
 # ---------------------------------------------------------------------------- the paper's claims
 def paper_claims(tables: dict, power: bool = True) -> list[Verdict]:
     """Every claim of the paper that the reproduction tests, decided from the tables of
-    :func:`load_tables` (numbers without the CRF, the official protocol) and finalised as one
-    Holm family (:func:`finalize`).  A claim whose table is missing is inconclusive with a note."""
-    import pandas as pd
+    :func:`load_tables` (numbers without the CRF, the official protocol's online probes, each table's
+    own resolution) and finalised by Holm within each family (:func:`finalize`).  Where the tables are
+    the study's (:func:`is_study`), the linear-probe claims are re-estimated with converged post-hoc
+    probes and Table 1's EQUSS - STEGO / EQUSS - M1 at every other evaluation resolution, each in a
+    secondary family.  A claim whose table is missing is inconclusive with a note."""
+    cfg = Configs(tables.get("configs"), tables.get("tuning"), _recipes(tables))
+    t1, t2, t3 = (_measured(tables.get(k)) for k in ("table1", "table2", "table3"))
+    o1, o2, o3 = (_view(t, cfg) for t in (t1, t2, t3))
 
     V: list[Verdict] = []
-    cfg = Configs(tables.get("configs"))
-    t1, t2, t3 = (_measured(tables.get(k)) for k in ("table1", "table2", "table3"))
-
-    # Tables 1 and 2: EQUSS > STEGO (Table 2a's proxy runs are Table 1's: counted once)
-    both = [d.assign(where=w) for d, w in ((t1, "Table 1"), (t2, "Table 2")) if d is not None]
-    if both:
-        every = pd.concat(both)
-        rows = every.drop_duplicates(subset=["method", "dataset", "seed"])
-        for ds in dict.fromkeys(rows["dataset"]):
-            d = rows[rows["dataset"] == ds]
-            src = " / ".join(dict.fromkeys(every[every["dataset"] == ds]["where"]))
-            in_t1 = "Table 1" in src
-            # Table 1 (CocoStuff) states all four numbers; Table 2b (Potsdam-3) unsupervised Acc only
-            metrics = list(METRIC_LABELS) if in_t1 else ["unsup_acc"]
-            table = quoted.TABLE1 if in_t1 else quoted.TABLE2B
-            for m in metrics:
-                eff = _quoted_diff(table, "EQUSS", "STEGO", m)
-                note = f"paper's effect: {'Table 1' if in_t1 else 'Table 2b'} quoted"
-                t2a = _quoted_diff(quoted.TABLE2A, "EQUSS", "STEGO", m)
-                if in_t1 and "Table 2" in src and math.isfinite(t2a):
-                    note += f"; Table 2a quotes {t2a:+.1f}"
-                V.append(_two_arms(d, m, "EQUSS", "STEGO", f"EQUSS > STEGO ({ds})", src, cfg, eff, note,
-                                   where={"dataset": ds}))
-    else:
-        V.append(_missing("EQUSS > STEGO", "Tables 1, 2", "table1"))
-
-    # Table 1: both beat the raw backbone
-    raw = "DINO (raw features)"
-    if t1 is not None:
-        for method in ("EQUSS", "STEGO"):
-            for m in METRIC_LABELS:
-                V.append(_two_arms(t1, m, method, raw, f"{method} > raw backbone", "Table 1", cfg,
-                                   _quoted_diff(quoted.TABLE1, method, raw, m)))
-    else:
-        V.append(_missing("EQUSS and STEGO > raw backbone", "Table 1", "table1"))
-
+    V += _stego_claims(o1, o2, cfg) or [_missing("EQUSS > STEGO", "Tables 1, 2", "table1")]
+    V += _raw_claims(o1, cfg) if o1 is not None else [_missing("EQUSS and STEGO > raw backbone", "Table 1", "table1")]
     # Table 3: dimension without PQ hurts; PQ helps, more at 1024; Q3 best.  Linear probing first.
-    V += _table3_claims(t3, cfg) if t3 is not None else [_missing("Table 3 ablation", "Table 3", "table3")]
-
+    V += _table3_claims(o3, cfg) if o3 is not None else [_missing("Table 3 ablation", "Table 3", "table3")]
     V += _fig4_claims(tables, cfg)
     V += _fig2_claims(tables, cfg)
     V += _fig6_claims(tables, cfg)
+    study = is_study(tables)
+    if study:
+        V += _secondary(t1, t2, t3, cfg, V)
     V = finalize(V, power=power)
+    for v in V:
+        v.study = study
+        _compare_to_primary(v)
     if tables.get("per_image") is not None:  # the records hold per-image counts: test-set intervals
         add_bootstrap(V, tables["per_image"])
     return V
+
+
+def _stego_claims(t1, t2, cfg: Configs, metrics: Sequence[str] | None = None) -> list[Verdict]:
+    """"EQUSS > STEGO" per dataset of Tables 1 and 2 (Table 2a's proxy runs are Table 1's: counted once).
+    Where the table also has M1 (STEGO's 70-d head trained on EQUSS's recipe), the claim is decided against
+    both (:func:`intersection`): STEGO on its official recipe, and M1, which differs from EQUSS only in the
+    expansion and the PQ; the two comparisons are rows of their own, after the claim's row."""
+    import pandas as pd
+
+    both = [d.assign(where=w) for d, w in ((t1, "Table 1"), (t2, "Table 2")) if d is not None]
+    if not both:
+        return []
+    every = pd.concat(both)
+    rows = every.drop_duplicates(subset=["method", "dataset", "seed"])
+    V = []
+    for ds in dict.fromkeys(rows["dataset"]):
+        d = rows[rows["dataset"] == ds]
+        src = " / ".join(dict.fromkeys(every[every["dataset"] == ds]["where"]))
+        in_t1 = "Table 1" in src
+        m1 = next((str(m) for m in dict.fromkeys(d["method"]) if str(m).split()[0] == "M1"), None)
+        # Table 1 (CocoStuff) states all four numbers; Table 2b (Potsdam-3) unsupervised Acc only
+        chosen = [m for m in (list(METRIC_LABELS) if in_t1 else ["unsup_acc"]) if metrics is None or m in metrics]
+        table = quoted.TABLE1 if in_t1 else quoted.TABLE2B
+        claim, head, vs_stego, vs_m1 = f"EQUSS > STEGO ({ds})", [], [], []
+        for m in chosen:
+            eff = _quoted_diff(table, "EQUSS", "STEGO", m)
+            note = f"paper's effect: {'Table 1' if in_t1 else 'Table 2b'} quoted"
+            t2a = _quoted_diff(quoted.TABLE2A, "EQUSS", "STEGO", m)
+            if in_t1 and "Table 2" in src and math.isfinite(t2a):
+                note += f"; Table 2a quotes {t2a:+.1f}"
+            where = {"dataset": ds}
+            if m1 is None:
+                head.append(_two_arms(d, m, "EQUSS", "STEGO", claim, src, cfg, eff, note, where=where))
+                continue
+            s = _two_arms(d, m, "EQUSS", "STEGO", f"{claim}: vs STEGO, its own recipe", src, cfg, eff, note,
+                          where=where)
+            q = _two_arms(d, m, "EQUSS", m1, f"{claim}: vs M1, STEGO's head on EQUSS's recipe", src, cfg, eff,
+                          _join(note, "the paper's M1 is its STEGO (Table 3's M1 row repeats Table 1's STEGO)"),
+                          where=where)
+            s.part_of, q.part_of = "vs STEGO", "vs M1"
+            v = intersection([s, q], claim, recipe=cfg.recipe({"EQUSS": _runs(d, "EQUSS"), "STEGO": _runs(d, "STEGO"),
+                                                               m1: _runs(d, m1)}),
+                             arms=f"vs STEGO: {s.arms} | vs M1: {q.arms}", paper_effect=eff)
+            if m in METRIC_GROUPS:
+                v.boot_spec = _boot_spec(d, m, "method", [{"EQUSS": 1, "STEGO": -1}, {"EQUSS": 1, m1: -1}], **where)
+            head.append(v)
+            vs_stego.append(s)
+            vs_m1.append(q)
+        V += head + vs_stego + vs_m1
+    return V
+
+
+def _runs(df, method: str) -> list:
+    return list(_runs_by_seed(df, method=method).values())
+
+
+def _raw_claims(t1, cfg: Configs, metrics: Sequence[str] = tuple(METRIC_LABELS)) -> list[Verdict]:
+    """Table 1: EQUSS and STEGO beat the raw backbone (k-means and a linear probe on frozen DINO features)."""
+    return [_two_arms(t1, m, method, RAW, f"{method} > raw backbone", "Table 1", cfg,
+                      _quoted_diff(quoted.TABLE1, method, RAW, m))
+            for method in ("EQUSS", "STEGO") for m in metrics]
+
+
+def _secondary(t1, t2, t3, cfg: Configs, primary: Sequence[Verdict]) -> list[Verdict]:
+    """The study's secondary families (module docstring): the linear-probe claims re-estimated with
+    converged post-hoc probes, and Table 1's EQUSS vs STEGO / M1 at each other evaluation resolution.
+    Each row is linked to its primary row (``counterpart``)."""
+    import pandas as pd
+
+    out = []
+    p1, p2, p3 = (_view(t, cfg, POSTHOC) for t in (t1, t2, t3))
+    post = (_stego_claims(p1, p2, cfg, LINEAR) if p1 is not None or p2 is not None else [])
+    post += _raw_claims(p1, cfg, LINEAR) if p1 is not None and (p1["method"] == RAW).any() else []
+    post += _table3_claims(p3, cfg, metrics=("linear_miou",)) if p3 is not None else []
+    used = {}  # method (and Table 3 variant) -> the probe its post-hoc rows used
+    for d in (p1, p2, p3):
+        if d is not None and "probe" in d:
+            for m, p in zip(d["method"].astype(str), d["probe"].fillna(ONLINE).astype(str)):
+                used[m] = used[m.split()[0]] = p
+    for v in post:
+        v.family, v.probe = POSTHOC_FAMILY, _probe_text(v, used)
+    out += post
+    if t1 is not None and "resolution" in t1:
+        res = pd.to_numeric(t1["resolution"], errors="coerce")
+        for r in sorted({int(x) for x in res[~_at_main_resolution(t1, cfg)].dropna()}):
+            view = _view(t1, cfg, ONLINE, resolution=r)
+            rows = _stego_claims(view, None, cfg) if view is not None else []
+            for v in rows:
+                v.family = RESOLUTION_FAMILY
+            out += rows
+    key = {(v.claim, v.metric, v.source.split(" / ")[0]): v for v in primary}
+    for v in out:
+        c = key.get((v.claim, v.metric, v.source.split(" / ")[0]))
+        if c is not None and c.parts and not v.parts:  # only vs STEGO here: the primary row of that comparison
+            c = next((x for x in c.parts if x.part_of == "vs STEGO"), None)
+        v.counterpart = c
+    return out
+
+
+def _compare_to_primary(v: Verdict) -> None:
+    """A secondary row's note: its primary row's estimate and verdict (and for the resolution check the
+    change of the estimate between the resolutions, paired over seeds), so the two can be read together."""
+    c = v.counterpart
+    if c is None:
+        return
+    at = f"at {c.resolution}" if v.family == RESOLUTION_FAMILY else "online probes"
+    text = f"{at} (primary): {c.estimate:+.2f} [{c.low:+.2f}, {c.high:+.2f}] -> {c.verdict}"
+    common = sorted(set(v.per_seed) & set(c.per_seed))
+    if v.family == RESOLUTION_FAMILY and len(common) >= 2:
+        d = np.array([c.per_seed[s] - v.per_seed[s] for s in common])
+        res = stats.ttest_1samp(d, 0.0)
+        low, high = _ci(res) if d.std(ddof=1) > 0 else (d.mean(), d.mean())
+        text += (f"; change {c.resolution} - {v.resolution}: {d.mean():+.2f} [{low:+.2f}, {high:+.2f}] "
+                 f"(paired over {len(d)} seeds, 95 %)")
+    v.note = _join(v.note, text)
 
 
 TABLE3_ARMS = ("M1", "M2", "M3", "Q2", "Q3")
@@ -772,24 +1091,30 @@ TABLE3_CLAIMS = (({"M1": 1, "M2": -1}, "dimension without PQ hurts: M1 > M2"),
                  ({"Q3": 1, "M3": -1, "Q2": -1, "M2": 1}, "PQ gain larger at 1024: (Q3 - M3) > (Q2 - M2)"))
 
 
-def _table3_claims(t3, cfg: Configs) -> list[Verdict]:
+def _table3_claims(t3, cfg: Configs, metrics: Sequence[str] = ("linear_miou", "unsup_miou")) -> list[Verdict]:
     """Table 3's ordering on linear mIoU (the paper states it for linear probing), then on unsupervised
-    mIoU as secondary rows: a mixed model when the five arms share each seed's batches."""
+    mIoU as secondary rows: a mixed model when the five arms share each seed's batches (also where the
+    arms ran different numbers of seeds: M1 and Q3 are Table 1's runs)."""
     t3 = t3.assign(variant=t3["method"].astype(str).str.split().str[0])
     full = {str(m).split()[0]: str(m) for m in t3["method"]}
     arms = {v: _runs_by_seed(t3, variant=v) for v in TABLE3_ARMS}
-    share, why = cfg.shares_batches(arms)
+    share, why = cfg.shares_batches(arms, unbalanced=True)
     recipe = cfg.recipe({full.get(v, v): list(r.values()) for v, r in arms.items()})
+    runs = {full.get(v, v): list(r.values()) for v, r in arms.items()}
+    resolution = _resolution(t3, cfg, [r for rs in runs.values() for r in rs])
     V = []
-    for m, rank in (("linear_miou", "primary: the paper states Table 3's ordering for linear probing"),
-                    ("unsup_miou", "secondary row")):
+    ranks = {"linear_miou": "primary: the paper states Table 3's ordering for linear probing",
+             "unsup_miou": "secondary row"}
+    for m in metrics:
+        rank = ranks[m]
         fit = mixed_fit(t3.assign(arm=t3["variant"]), m, arm="arm", seed="seed") if share else None
-        test = dict(t3=t3, metric=m, fit=fit, why=why, recipe=recipe)
-        V += [_table3_test(w, claim, note=rank, **test) for w, claim in TABLE3_CLAIMS]
+        test = dict(t3=t3, metric=m, fit=fit, why=why, recipe=recipe, resolution=resolution)
+        V += [_table3_test(w, claim, note=rank, arms=cfg.matched({full.get(a, a): runs[full.get(a, a)] for a in w}),
+                           **test) for w, claim in TABLE3_CLAIMS]
         others = [o for o in TABLE3_ARMS if o != "Q3"]
         parts = [_table3_test({"Q3": 1, o: -1}, f"Q3 > {o}", **test) for o in others]
-        best = iut(parts, "Q3 best: Q3 > each other arm", note=rank, recipe=recipe,
-                   paper_effect=min(_quoted_contrast({"Q3": 1, o: -1}, m) for o in others))
+        best = iut(parts, "Q3 best: Q3 > each other arm", note=rank, recipe=recipe, arms=cfg.matched(runs),
+                   resolution=resolution, paper_effect=min(_quoted_contrast({"Q3": 1, o: -1}, m) for o in others))
         best.boot_spec = _boot_spec(t3, m, "variant", [{"Q3": 1, o: -1} for o in others])
         V.append(best)
     return V
@@ -817,7 +1142,7 @@ def _table3_verdict(w, claim, t3, metric, fit, why, recipe, label, effect, **kw)
         return welch(list(_by_seed(t3, metric, variant=a).values()), list(_by_seed(t3, metric, variant=b).values()),
                      claim, "Table 3", label, why=why, recipe=recipe, paper_effect=effect, **kw)
     return Verdict(claim, "Table 3", label, math.nan, math.nan, math.nan, math.nan, "—", 0, "",
-                   note=_join(kw.get("note", ""), f"no shared seeds ({why}): no contrast test"), recipe=recipe)
+                   note=_join(kw.pop("note", ""), f"no shared seeds ({why}): no contrast test"), recipe=recipe, **kw)
 
 
 def _fig4_claims(tables: dict, cfg: Configs) -> list[Verdict]:
@@ -886,9 +1211,10 @@ def _fig4_claims(tables: dict, cfg: Configs) -> list[Verdict]:
     k = int(per_class["seeds"].max()) if len(per_class) else 0
     note = _join(extra, f"class means over {k} seed{'s' if k != 1 else ''}",
                  ("per-run rho " + ", ".join(f"{r:+.2f}" for r in by_run)) if by_run else "")
+    eq_runs = {"EQUSS": list(runs["EQUSS"].values())}
     V.append(spearman(per_class["entropy"], per_class["y"], "lower-entropy classes have higher accuracy (rho < 0)",
                       "Fig. 4c", metric, sign=-1, labels=per_class["name"].tolist(), note=note,
-                      recipe=cfg.recipe({"EQUSS": list(runs["EQUSS"].values())})))
+                      recipe=cfg.recipe(eq_runs), arms=cfg.matched(eq_runs)))
 
     # 4d: within-class vs across-class codeword distance, per run
     fd = _measured(tables.get("fig4_distance"))
@@ -903,7 +1229,8 @@ def _fig4_claims(tables: dict, cfg: Configs) -> list[Verdict]:
                         "codeword distance within a class < across classes (Eq. 9)", "Fig. 4d",
                         "mean Hamming distance (codebooks)", why="within and across measured in the same run",
                         note="per run: mean over class pairs (across) and over classes (within)",
-                        recipe=cfg.recipe({"EQUSS": list(dict.fromkeys(fd["run"]))})))
+                        recipe=cfg.recipe({"EQUSS": list(dict.fromkeys(fd["run"]))}),
+                        arms=cfg.matched({"EQUSS": list(dict.fromkeys(fd["run"]))})))
     return V
 
 
@@ -920,7 +1247,7 @@ def _fig2_claims(tables: dict, cfg: Configs) -> list[Verdict]:
         d = f2[f2["method"] == method]
         x, y = np.log2(d["dim"].astype(float)), d[metric].astype(float)
         seeds = sorted(d["seed"].unique().tolist())
-        common = dict(recipe=cfg.recipe({method: d["run"].tolist()}),
+        common = dict(recipe=cfg.recipe({method: d["run"].tolist()}), arms=cfg.matched({method: d["run"].tolist()}),
                       note=f"each width one run (seed{'s' if len(seeds) > 1 else ''} "
                            f"{', '.join(str(int(s)) for s in seeds)}): the runs are the replicates")
         if sign:
@@ -947,6 +1274,7 @@ def _fig6_claims(tables: dict, cfg: Configs) -> list[Verdict]:
     label = METRIC_LABELS[metric]
     seeds = sorted(f6["seed"].unique().tolist())
     recipe = cfg.recipe({"EQUSS": f6["run"].tolist()})
+    arms = cfg.matched({"Fig. 6 cells": f6["run"].tolist()})
     # M > 1 vs M = 1, blocked by K (each cell one run): per K, mean over M > 1 minus M = 1
     cell = f6.groupby(["K", "M"])[metric].mean().unstack("M")
     diffs = (cell.loc[:, cell.columns > 1].mean(axis=1) - cell[1]).dropna() if 1 in cell.columns else []
@@ -957,12 +1285,13 @@ def _fig6_claims(tables: dict, cfg: Configs) -> list[Verdict]:
         additive = f"additive M + K model (OLS): F-test of M p = {p_m:.2g}"
     V.append(one_sample(np.asarray(diffs, float), "more codebooks help: M > 1 beats M = 1", "Fig. 6", label,
                         test="one-sample t over K of (mean over M > 1) - (M = 1), each cell one run",
-                        unit="K blocks", recipe=recipe,
+                        unit="K blocks", recipe=recipe, arms=arms,
                         note=_join(f"seed{'s' if len(seeds) > 1 else ''} {', '.join(str(int(s)) for s in seeds)}; "
                                    "blocked by K: the K effect cancels", additive)))
     region = f6["M"].between(8, 32) & f6["K"].between(32, 64)
     V.append(welch(f6[region][metric].tolist(), f6[~region][metric].tolist(),
                    "best region M 8-32, K 32-64 beats the rest", "Fig. 6", label,
                    why="each cell one run; region and rest are different configurations",
-                   recipe=recipe, note="the spread is between configurations plus seed noise (one seed per cell)"))
+                   recipe=recipe, arms=arms,
+                   note="the spread is between configurations plus seed noise (one seed per cell)"))
     return V
