@@ -25,12 +25,23 @@ Backends:
   permutohedral lattice, so neither is exact; the agreement of the two is measured in
   ``tests/test_crf.py`` on a real CamVid image (argmax agreement reported there).
 * ``"auto"``: pydensecrf when importable, else torch.
+
+Parallel over images (:func:`crf_batch`, :func:`worker_pool`), as STEGO's ``batched_crf`` does, but
+on a :class:`concurrent.futures.ProcessPoolExecutor` (``spawn``), not ``multiprocessing.Pool``: a
+``Pool.map`` whose worker is killed (the OOM killer, SIGKILL) waits forever for the lost result
+(STEGO issue 16, "CRF hangs"); the executor notices the dead process and fails the map
+(``BrokenProcessPool``), which :class:`WorkerPool` turns into one :class:`~equss.errors.EqussError`
+line.  Each worker computes at 1 intra-op thread; ``workers=1`` computes in this process.
 """
 
 from __future__ import annotations
 
 import math
 import multiprocessing as mp
+import os
+import signal
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Sequence
 
 import numpy as np
@@ -38,8 +49,9 @@ import torch
 import torch.nn.functional as F
 
 from equss.data.base import IMAGENET_MEAN, IMAGENET_STD
+from equss.errors import EqussError
 
-__all__ = ["dense_crf", "crf_batch", "have_pydensecrf", "to_uint8_image",
+__all__ = ["dense_crf", "crf_batch", "have_pydensecrf", "to_uint8_image", "worker_pool", "WorkerPool",
            "MAX_ITER", "POS_W", "POS_XY_STD", "BI_W", "BI_XY_STD", "BI_RGB_STD"]
 
 # STEGO src/crf.py
@@ -224,16 +236,73 @@ def dense_crf(image, scores, backend: str = "auto", inputs: str = "logits", n_it
     raise ValueError(f"unknown CRF backend {backend!r} (auto, pydensecrf, torch)")
 
 
+KILL_ENV = "EQUSS_TEST_CRF_WORKER_KILL"  # tests only: a worker kills itself (SIGKILL) before its first image
+
+
 def _worker(args):
+    if os.environ.get(KILL_ENV):
+        os.kill(os.getpid(), signal.SIGKILL)
     image, scores, backend, inputs, n_iter, grid_spacing = args
     torch.set_num_threads(1)
     return dense_crf(image, scores, backend, inputs, n_iter, grid_spacing).numpy()
 
 
-def worker_pool(workers: int):
-    """A ``spawn`` process pool for :func:`crf_batch` (``pool=``): make it once per evaluation and
+class WorkerPool:
+    """``workers`` spawned processes for :func:`crf_batch` (``pool=``), with the interface the
+    evaluation uses (``map``, ``terminate``, ``join``; a context manager).  A worker that dies
+    (killed, out of memory) makes ``map`` raise one :class:`~equss.errors.EqussError` line instead
+    of waiting for its result forever (STEGO issue 16)."""
+
+    def __init__(self, workers: int):
+        self.workers = int(workers)
+        self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=mp.get_context("spawn"))
+
+    def map(self, fn, items) -> list:
+        futures = [self._pool.submit(fn, item) for item in items]
+        procs = list((getattr(self._pool, "_processes", None) or {}).values())  # to name how a worker ended
+        try:
+            return [f.result() for f in futures]
+        except BrokenProcessPool:
+            self.terminate()
+            codes = [p.exitcode for p in procs if p.exitcode not in (None, 0, -signal.SIGTERM)]
+            how = _ended(codes[0]) if codes else "ended abruptly"
+            raise EqussError(f"a dense-CRF worker process {how}; the CRF evaluation stopped (no result is lost "
+                             f"silently: STEGO's Pool.map would wait forever here); free memory or use fewer CRF "
+                             f"workers (now {self.workers})") from None
+
+    def terminate(self) -> None:
+        procs = list((getattr(self._pool, "_processes", None) or {}).values())
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        for p in procs:
+            if p.is_alive():
+                p.kill()
+                p.join(timeout=10)
+
+    def join(self) -> None:
+        self._pool.shutdown(wait=True)
+
+    def __enter__(self) -> "WorkerPool":
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        self.terminate() if exc[0] is not None else self.join()
+        return False
+
+
+def _ended(code: int) -> str:
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"was killed by {name}" + (" (out of memory?)" if name == "SIGKILL" else "")
+    return f"exited with status {code}"
+
+
+def worker_pool(workers: int) -> WorkerPool:
+    """A :class:`WorkerPool` for :func:`crf_batch` (``pool=``): make it once per evaluation and
     reuse it for every batch; starting one costs seconds (each worker imports torch)."""
-    return mp.get_context("spawn").Pool(workers)
+    return WorkerPool(workers)
 
 
 def crf_batch(images: Sequence, scores: Sequence, workers: int = 1, backend: str = "auto",
@@ -242,8 +311,9 @@ def crf_batch(images: Sequence, scores: Sequence, workers: int = 1, backend: str
     """:func:`dense_crf` over a batch in parallel processes (STEGO ``batched_crf``).
 
     ``images``: ``(B, 3, H, W)`` normalised tensor or a list of uint8 ``HxWx3`` arrays;
-    ``scores``: ``(B, C, H', W')``.  ``workers > 1`` uses a ``spawn`` process pool (or
-    pass your own ``pool`` to reuse it across batches).  Returns ``(B, C, H, W)``.
+    ``scores``: ``(B, C, H', W')``.  ``workers > 1`` uses a :class:`WorkerPool` of spawned processes
+    (or pass your own ``pool`` to reuse it across batches); a worker that dies is one
+    :class:`~equss.errors.EqussError` line, never a hang.  Returns ``(B, C, H, W)``.
     """
     if backend == "auto":
         backend = "pydensecrf" if have_pydensecrf() else "torch"
@@ -252,10 +322,10 @@ def crf_batch(images: Sequence, scores: Sequence, workers: int = 1, backend: str
     if pool is not None:
         outs = pool.map(_worker, jobs)
     elif workers > 1 and len(jobs) > 1:
-        with mp.get_context("spawn").Pool(min(workers, len(jobs))) as p:
+        with WorkerPool(min(workers, len(jobs))) as p:
             outs = p.map(_worker, jobs)
     else:
-        outs = [dense_crf(*job) .numpy() for job in jobs]
+        outs = [dense_crf(*job).numpy() for job in jobs]
     return torch.from_numpy(np.stack(outs))
 
 
