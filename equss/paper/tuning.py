@@ -209,8 +209,11 @@ def write(out, records: dict[str, dict], note_text: str | None = None) -> dict:
 
     out = Path(out)
     r = common_rule(records)
-    doc = {"rule": ({**r, "hash": rule_hash(r), "procedure": PROCEDURE} if r else None),
-           "arms": {p: {**chosen(rec), "record": str(record_path(".", p))} for p, rec in records.items()},
+    arms = {p: {**chosen(rec), "record": str(record_path(".", p))} for p, rec in records.items()}
+    # presets that are a tuned arm under another name (camvid-Q3) are listed with its choice, so that a reader
+    # of this file (runs.setup, equss.paper.claims_arms) finds every preset a table runs
+    arms |= {alias: {**arms[p], "same_as": p} for alias, p in SAME_AS.items() if p in arms}
+    doc = {"rule": ({**r, "hash": rule_hash(r), "procedure": PROCEDURE} if r else None), "arms": arms,
            **({"note": note_text} if note_text else {}),
            "provenance": provenance(arms=list(records))}
     write_json(out / "tuning.json", doc)
@@ -230,7 +233,7 @@ def write(out, records: dict[str, dict], note_text: str | None = None) -> dict:
         lines += ["", "| arm | chosen level | pos_intra_shift | pos_inter_shift | neg_inter_shift | val cluster mIoU |",
                   "|---|---|---|---|---|---|"]
         lines += [f"| {p} | {a['level']} | " + " | ".join(f"{a['shifts'][k]:.3f}" for k in SHIFTS)
-                  + f" | {a['val_cluster_mIoU']:.2f} |" for p, a in doc["arms"].items()]
+                  + f" | {a['val_cluster_mIoU']:.2f} |" for p, a in doc["arms"].items() if p in records]
     (out / "tuning.md").write_text("\n".join(lines) + "\n")
     return doc
 
