@@ -54,6 +54,16 @@ def _text(v) -> str:
     return f"{v:g}" if isinstance(v, float) else str(v)
 
 
+def _same(a, b) -> bool:
+    """Config values equal, numbers by value (a config table column with gaps holds 1024 as 1024.0)."""
+    if isinstance(a, bool) or isinstance(b, bool) or a is None or b is None:
+        return a == b
+    try:
+        return float(a) == float(b)
+    except (TypeError, ValueError):
+        return str(a) == str(b)
+
+
 def _values(cs: Sequence[dict], key: str) -> str:
     vals = sorted({c.get(key) for c in cs}, key=str)
     nums = [v for v in vals if isinstance(v, (int, float)) and not isinstance(v, bool)]
@@ -174,7 +184,8 @@ class Configs:
                 missing = [r for r, c in zip(runs, cs) if c is None]
                 notes.append(f"{name}: no config record" + (f" ({', '.join(missing[:2])})" if missing else ""))
             elif all("train.seed" not in c for c in cs):
-                notes.append(f"{name}: untrained baseline (no recipe or shifts)")
+                notes.append(f"{name}: untrained baseline (no recipe or shifts; its probes fit to convergence on "
+                             "frozen features, as the post-hoc probes)")
             else:
                 trained[name] = (list(runs), [c for c in cs if "train.seed" in c])
         problems = []
@@ -186,10 +197,13 @@ class Configs:
         if not trained:
             return "; ".join(notes) or "no trained arm"
         recipe = self._recipe_name([r for runs, _ in trained.values() for r in runs])
-        head = (f"{MATCHED}: one recipe" + (f" ({recipe})" if recipe else "") if len(trained) > 1
-                else f"one arm ({next(iter(trained))})" + (f", {recipe}" if recipe else ""))
         rule = "shifts tuned on validation by one rule (tuning.json)"
-        return "; ".join([f"{head}, {rule}"] + notes)
+        if len(trained) > 1:
+            return "; ".join([f"{MATCHED}: one recipe" + (f" ({recipe})" if recipe else "") + f", {rule}"] + notes)
+        name = next(iter(trained))
+        if not notes:  # one trained arm and nothing else: nothing to match, its own tuning is in order
+            return f"{MATCHED}: one arm ({name}" + (f", {recipe}" if recipe else "") + f"), {rule}"
+        return "; ".join([f"{name}: " + (f"{recipe}, " if recipe else "") + rule] + notes)
 
     def _recipe_mismatch(self, trained: Mapping[str, tuple]) -> list[str]:
         out = []
@@ -238,8 +252,7 @@ def _model_changes(preset: str, cs: Sequence[dict]) -> str:
     ref = _preset_model(preset, str(cs[0].get("scale") or "proxy"))
     if ref is None:
         return ""
-    keys = [f"model.{k}" for k, v in ref.items()
-            if any(f"model.{k}" in c and str(c[f"model.{k}"]) != str(v) for c in cs)]
+    keys = [f"model.{k}" for k, v in ref.items() if any(f"model.{k}" in c and not _same(c[f"model.{k}"], v) for c in cs)]
     if not keys:
         return ""
     tuned = ", ".join(f"{_short(k)} {_text(ref[_short(k)])}" for k in keys)

@@ -3,9 +3,16 @@
 A notebook ends with :func:`conclusion` (Tables 1-3, Figs 2, 4, 6): the claims of the paper that its
 table or figure makes (:func:`equss.paper.claims.paper_claims` over :func:`equss.paper.claims.load_tables`
 of the notebook's own results folder; a claim concerns an artefact when its ``source`` names it), the
-verdicts after Holm's correction, with the estimates, intervals and the paper's effects.  Holm's family is
-every tested claim of the folder: when some tables are missing (one notebook run on its own) the family is
-smaller than the full study's, and the text says so.
+verdicts after Holm's correction, with the estimates, intervals and the paper's effects.  Holm's primary
+family is every tested claim of the folder: when some tables are missing (one notebook run on its own) the
+family is smaller than the full study's, and the text says so.
+
+With the study's tables (issue 26) a conclusion also says: for a claim decided against two arms (EQUSS vs
+STEGO on its own recipe and vs M1 on EQUSS's), both comparisons under it; where the records name a recipe
+or tuning mismatch of a claim's arms, that mismatch (claims' ``arms``); and the secondary families, each row
+beside its primary verdict: the linear-probe claims re-estimated with converged post-hoc probes (and how many
+of the linear verdicts contradicted with the online probes survive them), and Table 1 at another evaluation
+resolution.
 
 The notebooks without a claim of the paper conclude from their own numbers: the learning curves
 (:func:`curves`: the chosen steps and how well validation ranks test) and Fig. 5 (:func:`qualitative`:
@@ -21,7 +28,7 @@ import re
 from collections import Counter
 from typing import Sequence
 
-from equss.paper import claims
+from equss.paper import claims, claims_arms
 
 ORDER = claims.VERDICTS  # holds, equivalent, contradicted, inconclusive
 MINUS = "\u2212"
@@ -96,20 +103,36 @@ def _n(k: int, noun: str) -> str:
     return f"{k} {noun}{'s' if k != 1 else ''}"
 
 
+def _primary(verdicts: Sequence) -> list:
+    """The primary family's rows (a verdict without ``family``, written before the study, is primary)."""
+    return [v for v in verdicts if getattr(v, "family", claims.PRIMARY) == claims.PRIMARY]
+
+
+def _counted(verdicts: Sequence) -> list:
+    """The rows a count names: a comparison that decides a claim with another (``part_of``: EQUSS vs STEGO and
+    vs M1) is shown under that claim, not counted on its own."""
+    return [v for v in verdicts if not getattr(v, "part_of", "")]
+
+
 def _family(verdicts: Sequence, present: Sequence[str]) -> str:
     """The sentence on Holm's family: its size and whether every table of the study was in it."""
-    tested = [v for v in verdicts if _finite(v.p)]
+    secondary = [f for f in claims.FAMILIES[1:] if any(getattr(v, "family", "") == f for v in verdicts)]
+    verdicts = _primary(verdicts)
+    tested = [v for v in verdicts if _finite(v.p) and not getattr(v, "parts", None)]
     if not tested:
         return ("None of the claims has a test at these runs (one run per arm gives no spread), so every verdict "
                 "is inconclusive")
     absent = [t for t in claims.TABLES if t not in present and t != "fig4_distance"]
+    apart = (f"; the {' and '.join(secondary)} are corrected in families of their own, so they do not dilute it"
+             if secondary else "")
     if not absent:
         return (f"Verdicts after Holm's correction over all {_n(len(tested), 'tested claim')} of this results folder "
-                "(every table and figure present); intervals are unadjusted 95 % ones")
+                f"(every table and figure present){apart}; intervals are unadjusted 95 % ones")
     have = [t for t in claims.TABLES if t in present]
     return (f"Verdicts after Holm's correction over the {_n(len(tested), 'tested claim')} of the tables in this "
             f"results folder only ({', '.join(have) or 'none'}; {', '.join(absent)} not produced here): "
-            "the full study's family is larger and its correction stricter (the claims notebook after every table)")
+            f"the full study's family is larger and its correction stricter (the claims notebook after every table)"
+            f"{apart}")
 
 
 def _against(v) -> bool:
@@ -132,10 +155,78 @@ def _item(v) -> str:
     return f"{_estimate(v)}, {test} → **{v.verdict}**"
 
 
+def _arms(v) -> str:
+    """`` — arms: ...`` where the study's records name a mismatch of recipe or tuning (claims' ``arms``)."""
+    arms = getattr(v, "arms", "")
+    if not getattr(v, "study", False) or not arms or arms.startswith(claims_arms.MATCHED):
+        return ""
+    return f" — arms: {arms}"
+
+
+def _bullets(groups: dict) -> list[str]:
+    """One bullet per claim (its metrics after each other); the comparisons that decide a claim together
+    (``part_of``) indented under it, named by what they compare against."""
+    out = []
+    for (claim, src), vs in groups.items():
+        part = getattr(vs[0], "part_of", "")
+        if part:
+            what = claim.split(": ", 1)[-1]
+            out.append(f"  - *{what}*: " + "; ".join(_item(v) for v in vs) + _arms(vs[0]))
+        else:
+            out.append(f"- **{claim}** ({src}): " + "; ".join(_item(v) for v in vs) + _arms(vs[0]))
+    return out
+
+
+def _secondary_text(every: Sequence, verdicts: Sequence) -> list[str]:
+    """The secondary families' paragraphs for an artefact's rows ``every`` (``verdicts``: the whole folder's,
+    for the size of each family): each claim's rows beside its primary row's verdict; for the post-hoc probes,
+    how many of the linear verdicts contradicted with the online probes survive converged ones."""
+    lines = []
+    for fam in claims.FAMILIES[1:]:
+        rows = [v for v in every if getattr(v, "family", "") == fam and not _missing(v)]
+        if not rows:
+            continue
+        size = sum(_finite(v.p) and not getattr(v, "parts", None) for v in verdicts if getattr(v, "family", "") == fam)
+        if fam == claims.POSTHOC_FAMILY:
+            title = ("**Re-estimated with converged post-hoc probes** (the linear-probe claims: linear probes fit to "
+                     "convergence on the frozen head output, on the quantised output for PQ arms")
+        else:
+            res = sorted({str(v.resolution) for v in rows})
+            title = f"**Evaluated at resolution {', '.join(res)}** (Table 1's EQUSS vs STEGO and M1, online probes"
+        lines += ["", f"{title}; a secondary family, Holm over its {_n(size, 'test')}): {_phrase(_counted(rows))}."]
+        groups: dict[tuple, list] = {}
+        for v in rows:
+            groups.setdefault((v.claim, v.source), []).append(v)
+        for (claim, src), vs in groups.items():
+            items = "; ".join(_item(v) + (f" (primary {_num(v.counterpart.estimate, v.metric)} → "
+                                          f"{v.counterpart.verdict})" if getattr(v, "counterpart", None) else "")
+                              for v in vs)
+            part = getattr(vs[0], "part_of", "")
+            lines.append(f"  - *{claim.split(': ', 1)[-1]}*: {items}" if part else f"- **{claim}** ({src}): {items}")
+        if fam == claims.POSTHOC_FAMILY:
+            lines.append(_survival(rows))
+    return lines
+
+
+def _survival(rows: Sequence) -> str:
+    """Whether the linear verdicts contradicted with the online probes survive converged probes: the
+    post-hoc verdicts of those claims, the ones still contradicted named."""
+    pairs = [(v.counterpart, v) for v in _counted(rows) if getattr(v, "counterpart", None) is not None
+             and v.counterpart.verdict == claims.CONTRADICTED]
+    if not pairs:
+        return "No linear-probe claim here is contradicted with the online probes."
+    again = [c for c, v in pairs if v.verdict == claims.CONTRADICTED]
+    return (f"Of the {_n(len(pairs), 'linear verdict')} contradicted with the online probes, with converged "
+            f"probes {_phrase([v for _, v in pairs])}"
+            + (f" (still contradicted: {'; '.join(f'{c.claim}, {c.metric}' for c in again)})" if again else "") + ".")
+
+
 def text(verdicts: Sequence, artefact: str, present: Sequence[str]) -> str:
     """The conclusion of ``artefact`` ("Table 1", "Fig. 4", ...) from the finalised ``verdicts`` of a
-    results folder whose tables are ``present`` (the keys of :func:`equss.paper.claims.load_tables`)."""
-    mine = [v for v in verdicts if concerns(v.source, artefact)]
+    results folder whose tables are ``present`` (the keys of :func:`equss.paper.claims.load_tables`): the
+    primary family's claims, then the study's secondary families (post-hoc probes, other resolutions)."""
+    every = [v for v in verdicts if concerns(v.source, artefact)]
+    mine = _primary(every)
     head = f"**What {artefact} shows** (computed by `equss.paper.claims` from this notebook's results folder)."
     if not mine:
         return f"{head} The paper makes no claim on {artefact} that the reproduction tests."
@@ -147,27 +238,31 @@ def text(verdicts: Sequence, artefact: str, present: Sequence[str]) -> str:
     groups: dict[tuple, list] = {}
     for v in decided:
         groups.setdefault((v.claim, v.source), []).append(v)
+    counted = _counted(decided)
+    claims_n = len({(v.claim, v.source) for v in counted})
     (claim, _), first = next(iter(groups.items()))
-    n = len(decided)
+    n = len(counted)
     lead = (f"*{claim}*, measured: " + ", ".join(f"{v.metric} {_num(v.estimate, v.metric)}"
                                      + (f" (paper {_num(v.paper_effect, v.metric)})" if _finite(v.paper_effect) else "")
                                      for v in first) + ". ")
-    if len(groups) < n:
-        lead += (f"Of the {n} tests of the paper's {len(groups)} claims on {artefact} (one per metric), "
-                 f"{_phrase(decided)}")
+    if claims_n < n:
+        lead += (f"Of the {n} tests of the paper's {claims_n} claims on {artefact} (one per metric), "
+                 f"{_phrase(counted)}")
     else:
-        lead += f"Of the {n} claim{'s' if n != 1 else ''} of the paper on {artefact}, {_phrase(decided)}"
-    against = [v for v in decided if v.verdict == claims.INCONCLUSIVE and _against(v)]
+        lead += f"Of the {n} claim{'s' if n != 1 else ''} of the paper on {artefact}, {_phrase(counted)}"
+    against = [v for v in counted if v.verdict == claims.INCONCLUSIVE and _against(v)]
     if against:
-        k = sum(v.verdict == claims.INCONCLUSIVE for v in decided)
+        k = sum(v.verdict == claims.INCONCLUSIVE for v in counted)
         lead += f"; on {len(against)} of the {k} inconclusive ones the estimate points against the paper"
+    if len(counted) < len(decided):
+        lead += ("; a claim decided against two arms (EQUSS vs STEGO on its own recipe, and vs M1, STEGO's head on "
+                 "EQUSS's recipe) holds only where both comparisons hold and is contradicted where either is")
     lead += ". " + _family(verdicts, present) + "."
-    bullets = [f"- **{claim}** ({src}): " + "; ".join(_item(v) for v in vs) for (claim, src), vs in groups.items()]
     tail = ["", "Estimates in the claim's orientation (A − B for \"A > B\"; a slope or rho for a trend), "
             "in points for Acc / mIoU; the interval, test and power of each are in the claims notebook."]
     if missing:
         tail.append("Not decided here: " + "; ".join(dict.fromkeys(v.note for v in missing)) + ".")
-    return "\n".join([head + " " + lead, "", *bullets, *tail])
+    return "\n".join([head + " " + lead, "", *_bullets(groups), *_secondary_text(every, verdicts), *tail])
 
 
 def conclusion(results_dir, artefact: str):
@@ -179,7 +274,7 @@ def conclusion(results_dir, artefact: str):
 def overall_text(verdicts: Sequence, present: Sequence[str]) -> str:
     """The claims notebook's conclusion: the verdicts per table / figure, and the claims that hold or are
     contradicted by name."""
-    decided = [v for v in verdicts if not _missing(v)]
+    decided = _counted([v for v in _primary(verdicts) if not _missing(v)])
     head = f"**What the reproduction shows.** Of the {len(decided)} claims decided, {_phrase(decided) or 'none'}. "
     head += _family(verdicts, present) + "."
     per: dict[str, list] = {}
@@ -190,12 +285,35 @@ def overall_text(verdicts: Sequence, present: Sequence[str]) -> str:
     for k in (claims.HOLDS, claims.EQUIVALENT, claims.CONTRADICTED):
         named = [v for v in decided if v.verdict == k]
         if named:
-            lines += ["", f"{k.capitalize()}: " + "; ".join(f"{v.claim} ({v.source}, {_estimate(v)})"
+            lines += ["", f"{k.capitalize()}: " + "; ".join(f"{v.claim} ({v.source}, {_estimate(v)}{_parts(v)})"
                                                          for v in named) + "."]
+    lines += _secondary_summary(verdicts)
     missing = [v for v in verdicts if _missing(v)]
     if missing:
         lines += ["", "Not decided: " + "; ".join(dict.fromkeys(v.note for v in missing)) + "."]
     return "\n".join(lines)
+
+
+def _parts(v) -> str:
+    """``; vs STEGO holds, vs M1 is contradicted`` for a claim decided against two arms."""
+    parts = getattr(v, "parts", None) or []
+    return "".join(f"; {x.part_of} {x.verdict}" for x in parts)
+
+
+def _secondary_summary(verdicts: Sequence) -> list[str]:
+    """The claims notebook's lines on the secondary families: their verdicts, and the linear verdicts
+    contradicted with the online probes that do or do not survive converged probes."""
+    lines = []
+    for fam in claims.FAMILIES[1:]:
+        rows = _counted([v for v in verdicts if getattr(v, "family", "") == fam and not _missing(v)])
+        if not rows:
+            continue
+        what = ("Re-estimated with converged post-hoc probes" if fam == claims.POSTHOC_FAMILY
+                else "Table 1 at resolution " + ", ".join(sorted({str(v.resolution) for v in rows})))
+        lines += ["", f"{what} (a secondary family, its own Holm correction): {_phrase(rows)}."]
+        if fam == claims.POSTHOC_FAMILY:
+            lines.append(_survival([v for v in verdicts if getattr(v, "family", "") == fam]))
+    return lines
 
 
 def overall(verdicts: Sequence, results_dir):
