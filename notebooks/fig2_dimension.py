@@ -28,6 +28,8 @@ data_root = None       # default: $EQUSS_DATA
 device = "auto"        # auto | cpu | cuda
 seeds = None           # default: [0] at proxy (15 trainings per seed), [0, 1, 2] at paper, [0] at smoke
 overrides = []         # config overrides for every run (strings section.key:value, written with an equals sign)
+run_options = {}       # how the runs are fanned out (run_many's keywords), e.g. {"executor": "local", "workers": 2, "threads": 1}; default: equss reproduce's --executor/--workers/--threads, else serial
+plan_only = False      # True: print the runs (cached / new) and their predicted wall time, then stop before any run (equss reproduce --plan)
 dims = None           # default: [64, 128, 256, 512, 1024] (smoke: [32, 64])
 steps = None          # default: the preset's
 
@@ -46,8 +48,12 @@ methods = {"supervised head": {"model.pq": False, "model.objective": "supervised
            "STEGO head": {"model.pq": False},
            "EQUSS (PQ)": {"model.pq": True, "model.num_codebooks": 16, "model.codebook_size": 256}}
 extra = {"train.steps": steps, "train.val_every": steps} if steps else {}
-runs = {(m, d, s): ex.run(cfg("cocostuff27-equss", s, **{"model.head_dim": d, **ov, **extra}), records=records)
-        for m, ov in methods.items() for d in dims for s in seeds}
+# the runs this notebook needs: each method at each width, per seed
+requests = {(m, d, s): ex.Request.run(cfg("cocostuff27-equss", s, **{"model.head_dim": d, **ov, **extra}))
+            for m, ov in methods.items() for d in dims for s in seeds}
+
+# %%
+runs = ex.run_all(requests, records, "fig2", plan_only, **run_options)
 
 # %%
 dataset = cfg("cocostuff27-equss").data.dataset

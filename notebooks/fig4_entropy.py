@@ -28,6 +28,8 @@ data_root = None       # default: $EQUSS_DATA
 device = "auto"        # auto | cpu | cuda
 seeds = None           # default: [0, 1, 2] at proxy and paper, [0] at smoke
 overrides = []         # config overrides for every run (strings section.key:value, written with an equals sign)
+run_options = {}       # how the runs are fanned out (run_many's keywords), e.g. {"executor": "local", "workers": 2, "threads": 1}; default: equss reproduce's --executor/--workers/--threads, else serial
+plan_only = False      # True: print the runs (cached / new) and their predicted wall time, then stop before any run (equss reproduce --plan)
 
 # %%
 # %matplotlib inline
@@ -39,7 +41,11 @@ seeds, records = ex.seeds_for(scale, seeds), out / "runs"  # every run's record 
 print("writing to", out, "| seeds", seeds)
 
 # %%
-runs = {(n, s): ex.run(cfg(f"cocostuff27-{n.lower()}", s), records=records) for n in ("STEGO", "EQUSS") for s in seeds}
+# the runs this notebook needs (Table 1's): STEGO and EQUSS per seed
+requests = {(n, s): ex.Request.run(cfg(f"cocostuff27-{n.lower()}", s)) for n in ("STEGO", "EQUSS") for s in seeds}
+
+# %%
+runs = ex.run_all(requests, records, "fig4", plan_only, **run_options)
 dataset = cfg("cocostuff27-equss").data.dataset
 per_seed = {s: ex.entropy_analysis(runs["STEGO", s], runs["EQUSS", s], s, dataset, records=records) for s in seeds}
 

@@ -28,6 +28,8 @@ data_root = None       # default: $EQUSS_DATA
 device = "auto"        # auto | cpu | cuda
 seeds = None           # default: [0, 1, 2] at proxy and paper, [0] at smoke
 overrides = []         # config overrides for every run (strings section.key:value, written with an equals sign)
+run_options = {}       # how the runs are fanned out (run_many's keywords), e.g. {"executor": "local", "workers": 2, "threads": 1}; default: equss reproduce's --executor/--workers/--threads, else serial
+plan_only = False      # True: print the runs (cached / new) and their predicted wall time, then stop before any run (equss reproduce --plan)
 n_images = 4
 
 # %%
@@ -40,8 +42,12 @@ seeds, records = ex.seeds_for(scale, seeds), out / "runs"  # every run's record 
 print("writing to", out, "| seeds", seeds)
 
 # %%
+# the runs this notebook needs: STEGO and EQUSS of the first seed, evaluated with the CRF
+requests = {n: ex.Request.run(cfg(f"cocostuff27-{n.lower()}", seeds[0]), crf=True) for n in ("STEGO", "EQUSS")}
+
+# %%
 from equss.data import dataset_info
-runs = {n: ex.run(cfg(f"cocostuff27-{n.lower()}", seeds[0]), crf=True, records=records) for n in ("STEGO", "EQUSS")}
+runs = ex.run_all(requests, records, "fig5", plan_only, **run_options)
 info = dataset_info(cfg("cocostuff27-equss").data.dataset)
 images = ex.spread_indices(ex.n_test_images(runs["EQUSS"]), n_images)
 preds = {k: ex.predictions(r, images, crf=True) for k, r in runs.items()}

@@ -28,6 +28,8 @@ data_root = None       # default: $EQUSS_DATA
 device = "auto"        # auto | cpu | cuda
 seeds = None           # default: [0] at proxy (35 trainings per seed), [0, 1, 2] at paper, [0] at smoke
 overrides = []         # config overrides for every run (strings section.key:value, written with an equals sign)
+run_options = {}       # how the runs are fanned out (run_many's keywords), e.g. {"executor": "local", "workers": 2, "threads": 1}; default: equss reproduce's --executor/--workers/--threads, else serial
+plan_only = False      # True: print the runs (cached / new) and their predicted wall time, then stop before any run (equss reproduce --plan)
 Ms = None              # default: [1, 2, 4, 8, 16, 32, 64] (smoke: [1, 4])
 Ks = None              # default: [8, 16, 32, 64, 128] (smoke: [8])
 steps = None           # default: the preset's
@@ -45,9 +47,16 @@ print("writing to", out, "| seeds", seeds)
 Ms = Ms or ([1, 4] if scale == "smoke" else [1, 2, 4, 8, 16, 32, 64])
 Ks = Ks or ([8] if scale == "smoke" else [8, 16, 32, 64, 128])
 extra = {"train.steps": steps, "train.val_every": steps} if steps else {}
-runs = {(m, k, s): ex.run(cfg("cityscapes27-equss", s, **{"model.head_dim": 512, "model.num_codebooks": m, "model.codebook_size": k, **extra}), records=records)
+# the runs this notebook needs: the M x K grid per seed, and the STEGO run of the same preset
+grid = {(m, k, s): cfg("cityscapes27-equss", s, **{"model.head_dim": 512, "model.num_codebooks": m, "model.codebook_size": k, **extra})
         for m in Ms for k in Ks for s in seeds}
-stego = {s: ex.run(cfg("cityscapes27-stego", s, **extra), records=records) for s in seeds}  # the baseline line
+requests = {key: ex.Request.run(c) for key, c in grid.items()}
+requests |= {("STEGO", s): ex.Request.run(cfg("cityscapes27-stego", s, **extra)) for s in seeds}  # the baseline line
+
+# %%
+results = ex.run_all(requests, records, "fig6", plan_only, **run_options)
+runs = {key: results[key] for key in grid}
+stego = {s: results["STEGO", s] for s in seeds}
 
 # %%
 dataset = cfg("cityscapes27-equss").data.dataset

@@ -28,6 +28,8 @@ data_root = None       # default: $EQUSS_DATA
 device = "auto"        # auto | cpu | cuda
 seeds = None           # default: [0, 1, 2] at proxy and paper, [0] at smoke
 overrides = []         # config overrides for every run (strings section.key:value, written with an equals sign)
+run_options = {}       # how the runs are fanned out (run_many's keywords), e.g. {"executor": "local", "workers": 2, "threads": 1}; default: equss reproduce's --executor/--workers/--threads, else serial
+plan_only = False      # True: print the runs (cached / new) and their predicted wall time, then stop before any run (equss reproduce --plan)
 max_steps = None       # default: 600 at proxy, the preset's at smoke and paper
 val_every = None       # default: 50 at proxy, 1 at smoke, the preset's at paper
 last_k = 3             # checkpoints averaged for "mean of the last k"
@@ -47,9 +49,15 @@ dense = {"train.keep_checkpoints": True, **({"train.steps": max_steps} if max_st
 print("writing to", out, "| seeds", seeds, "| steps", max_steps or "preset's", "| validation every", val_every or "preset's")
 
 # %%
+# the runs this notebook needs: each method and seed trained once; then every kept checkpoint evaluated on test
 cfgs = {(n, s): cfg(f"cocostuff27-{n.lower()}", s, **dense) for n in ("STEGO", "EQUSS") for s in seeds}
-runs = {k: ex.run(c, records=records) for k, c in cfgs.items()}
-tests = {k: ex.step_evaluations(cfgs[k], r, records=records) for k, r in runs.items()}
+requests = {("run", *k): ex.Request.run(c) for k, c in cfgs.items()}
+requests |= {("steps", *k): ex.Request.steps(c) for k, c in cfgs.items()}
+
+# %%
+results = ex.run_all(requests, records, "learning_curves", plan_only, **run_options)
+runs = {k: results[("run", *k)] for k in cfgs}
+tests = {k: results[("steps", *k)] for k in cfgs}
 
 # %%
 dataset = cfg("cocostuff27-equss").data.dataset

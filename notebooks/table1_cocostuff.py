@@ -28,6 +28,8 @@ data_root = None       # default: $EQUSS_DATA
 device = "auto"        # auto | cpu | cuda
 seeds = None           # default: [0, 1, 2] at proxy and paper, [0] at smoke
 overrides = []         # config overrides for every run (strings section.key:value, written with an equals sign)
+run_options = {}       # how the runs are fanned out (run_many's keywords), e.g. {"executor": "local", "workers": 2, "threads": 1}; default: equss reproduce's --executor/--workers/--threads, else serial
+plan_only = False      # True: print the runs (cached / new) and their predicted wall time, then stop before any run (equss reproduce --plan)
 
 # %%
 # %matplotlib inline
@@ -39,10 +41,17 @@ seeds, records = ex.seeds_for(scale, seeds), out / "runs"  # every run's record 
 print("writing to", out, "| seeds", seeds)
 
 # %%
+# the runs this notebook needs: the raw-feature baseline per seed; STEGO and EQUSS per seed, without and with the CRF
 cfgs = {(n, s): cfg(f"cocostuff27-{n.lower()}", s) for n in ("STEGO", "EQUSS") for s in seeds}
-base = {s: ex.baseline(cfg("cocostuff27-equss", s), records=records) for s in seeds}
-runs = {k: ex.run(c, records=records) for k, c in cfgs.items()}
-runs_crf = {k: ex.run(c, crf=True, records=records) for k, c in cfgs.items()}
+requests = {("DINO", s): ex.Request.baseline(cfg("cocostuff27-equss", s)) for s in seeds}
+requests |= {k: ex.Request.run(c) for k, c in cfgs.items()}
+requests |= {(*k, "CRF"): ex.Request.run(c, crf=True) for k, c in cfgs.items()}
+
+# %%
+results = ex.run_all(requests, records, "table1", plan_only, **run_options)
+base = {s: results["DINO", s] for s in seeds}
+runs = {k: results[k] for k in cfgs}
+runs_crf = {k: results[(*k, "CRF")] for k in cfgs}
 
 # %%
 dataset = cfg("cocostuff27-equss").data.dataset

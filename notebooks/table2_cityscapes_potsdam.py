@@ -28,6 +28,8 @@ data_root = None       # default: $EQUSS_DATA
 device = "auto"        # auto | cpu | cuda
 seeds = None           # default: [0, 1, 2] at proxy and paper, [0] at smoke
 overrides = []         # config overrides for every run (strings section.key:value, written with an equals sign)
+run_options = {}       # how the runs are fanned out (run_many's keywords), e.g. {"executor": "local", "workers": 2, "threads": 1}; default: equss reproduce's --executor/--workers/--threads, else serial
+plan_only = False      # True: print the runs (cached / new) and their predicted wall time, then stop before any run (equss reproduce --plan)
 
 # %%
 # %matplotlib inline
@@ -39,8 +41,12 @@ seeds, records = ex.seeds_for(scale, seeds), out / "runs"  # every run's record 
 print("writing to", out, "| seeds", seeds)
 
 # %%
-runs = {(t, n, s): ex.run(cfg(f"{paper_ds}-{n.lower()}", s), records=records)
-        for t, paper_ds in (("2a", "cityscapes27"), ("2b", "potsdam3")) for n in ("STEGO", "EQUSS") for s in seeds}
+# the runs this notebook needs: STEGO and EQUSS per sub-table and seed
+requests = {(t, n, s): ex.Request.run(cfg(f"{paper_ds}-{n.lower()}", s))
+            for t, paper_ds in (("2a", "cityscapes27"), ("2b", "potsdam3")) for n in ("STEGO", "EQUSS") for s in seeds}
+
+# %%
+runs = ex.run_all(requests, records, "table2", plan_only, **run_options)
 
 # %%
 ds = {"2a": cfg("cityscapes27-equss").data.dataset, "2b": cfg("potsdam3-equss").data.dataset}

@@ -28,6 +28,8 @@ data_root = None       # default: $EQUSS_DATA
 device = "auto"        # auto | cpu | cuda
 seeds = None           # default: [0, 1, 2] at proxy and paper, [0] at smoke
 overrides = []         # config overrides for every run (strings section.key:value, written with an equals sign)
+run_options = {}       # how the runs are fanned out (run_many's keywords), e.g. {"executor": "local", "workers": 2, "threads": 1}; default: equss reproduce's --executor/--workers/--threads, else serial
+plan_only = False      # True: print the runs (cached / new) and their predicted wall time, then stop before any run (equss reproduce --plan)
 
 # %%
 # %matplotlib inline
@@ -40,7 +42,11 @@ print("writing to", out, "| seeds", seeds)
 
 # %%
 variants = {"M1 (70, no PQ)": "M1", "M2 (384, no PQ)": "M2", "M3 (1024, no PQ)": "M3", "Q2 (384, PQ)": "Q2", "Q3 (1024, PQ)": "Q3"}
-runs = {(name, s): ex.run(cfg(f"cocostuff27-{v}", s), records=records) for name, v in variants.items() for s in seeds}
+# the runs this notebook needs: each variant per seed
+requests = {(name, s): ex.Request.run(cfg(f"cocostuff27-{v}", s)) for name, v in variants.items() for s in seeds}
+
+# %%
+runs = ex.run_all(requests, records, "table3", plan_only, **run_options)
 
 # %%
 dataset = cfg("cocostuff27-Q3").data.dataset

@@ -18,6 +18,10 @@ never counted as finished: :func:`run_state` says ``finished`` only for a notebo
 stamped so after checking every cell ran without error (``tools/commit_results.py`` and the
 traceability test read it).  ``--set`` overrides are checked before any kernel starts.
 
+Plan (:func:`plan`, behind ``equss reproduce --plan``): a notebook executed with ``plan_only=True``
+into a throwaway copy stops at its ``ex.run_all`` cell after printing and writing its plan (runs
+cached / new, the predicted wall time; :mod:`equss.paper.fanout`); nothing trains.
+
 Data: at smoke and proxy scale the notebooks need CamVid.  With no data root given (the
 default ``./data``) and no ``./data/CamVid``, CamVid is downloaded there first (progress
 bar, checksum); otherwise, or offline, one line says how to point at existing data.
@@ -187,8 +191,53 @@ def check_overrides(overrides: list[str], scale: str) -> None:
         load_config(None, scale, overrides=list(overrides))
 
 
+def declares_runs(name: str) -> bool:
+    """Whether notebook ``name`` declares runs (calls ``ex.run_all``); ``claims`` trains nothing."""
+    src = NOTEBOOK_DIR / f"{name}.ipynb"
+    try:
+        nb = json.loads(src.read_text())
+    except (OSError, ValueError):
+        return False
+    return any("run_all(" in "".join(c.get("source", [])) for c in nb.get("cells", []) if c.get("cell_type") == "code")
+
+
+def plan(name: str, scale: str = "proxy", results: str | None = None, data_root: str | None = None,
+         device: str = "auto", extra: dict | None = None, progress: bool = True) -> dict | None:
+    """The plan of notebook ``name`` (``equss reproduce --plan``): the notebook is executed with
+    ``plan_only=True`` up to its ``run_all`` cell, which prints the plan, writes it to
+    ``$EQUSS_PLAN_DIR/<its run_all name>.json`` (:mod:`equss.paper.fanout`) and stops it; nothing runs, nothing
+    is written into the results folder but its empty ``runs/``.  None for a notebook that
+    declares no runs."""
+    from equss.paper.fanout import PLAN_DIR_ENV
+
+    if not declares_runs(name):
+        return None
+    folder = os.environ.get(PLAN_DIR_ENV)
+    if not folder:
+        raise EqussError(f"plan: {PLAN_DIR_ENV} is not set (equss reproduce --plan sets it)")
+    before = {p: p.stat().st_mtime_ns for p in Path(folder).glob("*.json")}
+
+    def planned() -> list[Path]:  # the plan file this notebook wrote (named by its run_all call)
+        return [p for p in Path(folder).glob("*.json") if before.get(p) != p.stat().st_mtime_ns]
+
+    with tempfile.TemporaryDirectory(prefix=f"equss-plan-{name}-") as tmp:
+        try:
+            execute(name, scale, results, data_root, device, {**(extra or {}), "plan_only": True}, progress,
+                    copy=Path(tmp) / f"{name}.ipynb")
+        except NotebookFailed:
+            if not planned():  # written just before PlanOnly stops the notebook: anything else failed
+                raise
+    done = planned()
+    if not done:
+        raise EqussError(f"plan: notebook {name} ran to its end without planning its runs (no ex.run_all with "
+                         "plan_only); nothing to show")
+    return json.loads(done[0].read_text())
+
+
 def execute(name: str, scale: str = "proxy", results: str | None = None, data_root: str | None = None,
-            device: str = "auto", extra: dict | None = None, progress: bool = True) -> Path:
+            device: str = "auto", extra: dict | None = None, progress: bool = True, copy: Path | None = None) -> Path:
+    """Execute notebook ``name`` with papermill into ``RESULTS/notebooks/NAME.ipynb`` (``copy``: there
+    instead, unstamped: the plan's throwaway copy)."""
     import papermill as pm
 
     from equss import progress as progress_mod
@@ -199,16 +248,22 @@ def execute(name: str, scale: str = "proxy", results: str | None = None, data_ro
     if not src.is_file():
         raise EqussError(f"no notebook {src}; valid: {', '.join(p.stem for p in sorted(NOTEBOOK_DIR.glob('*.ipynb')))}")
     results_path = Path(results or f"results/{scale}").resolve()
-    (results_path / "notebooks").mkdir(parents=True, exist_ok=True)
     params = {"scale": scale, "results_dir": _portable(results_path), "device": device}
     # the data root, resolved once, reaches the kernel as EQUSS_DATA (no machine path in the notebook)
     from equss.data.synthetic import smoke_data_root
 
-    root = smoke_data_root(data_root).resolve() if scale == "smoke" else ensure_camvid(data_root) if scale == "proxy" else (
-        paths.data_root(data_root, must_exist=False).resolve() if data_root or os.environ.get("EQUSS_DATA") else None)
+    if scale == "smoke":
+        root = smoke_data_root(data_root).resolve()
+    elif scale == "proxy" and copy is None:
+        root = ensure_camvid(data_root)
+    else:  # a plan downloads nothing (missing data: its sizes are unknown, and it says so)
+        root = paths.data_root(data_root, must_exist=False).resolve() if data_root or os.environ.get("EQUSS_DATA") \
+            or scale == "proxy" else None
     params.update(extra or {})
-    dst = results_path / "notebooks" / f"{name}.ipynb"
-    print(f"equss: executing notebooks/{name}.ipynb at {scale} scale -> {dst}", flush=True)
+    dst = copy or results_path / "notebooks" / f"{name}.ipynb"
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if copy is None:
+        print(f"equss: executing notebooks/{name}.ipynb at {scale} scale -> {dst}", flush=True)
 
     log = Path(tempfile.mkstemp(prefix=f"equss-progress-{name}-", suffix=".log")[1])
     old = os.environ.get(progress_mod.LOG_ENV)
@@ -223,7 +278,8 @@ def execute(name: str, scale: str = "proxy", results: str | None = None, data_ro
     old_term = _sigterm_as_interrupt()
     try:
         pm.execute_notebook(str(src), str(dst), parameters=params, cwd=str(NOTEBOOK_DIR), kernel_name="python3",
-                            progress_bar={"desc": f"{name} (cells)", "unit": "cell"} if progress else False,
+                            progress_bar={"desc": f"{name} (cells)", "unit": "cell"} if progress and copy is None
+                            else False,
                             # the kernel's own log ("running over TCP without encryption", "KeyboardInterrupt
                             # caught in kernel" at shutdown) is noise here; errors in cells still stop the run
                             extra_arguments=["--IPKernelApp.log_level=CRITICAL"])
@@ -255,8 +311,11 @@ def execute(name: str, scale: str = "proxy", results: str | None = None, data_ro
             problem = f"executed notebook unreadable ({type(exc).__name__})"
         if problem:
             status, error = "failed", problem
-    _stamp(dst, status, error)
+    if copy is None:
+        _stamp(dst, status, error)
     if status != "finished":
+        if copy is not None:
+            raise NotebookFailed(f"notebook {name} {status} ({error})", code)
         raise NotebookFailed(f"notebook {name} {status} ({error}); {dst} is marked {status} and counts as "
                              "not run; fix the cause and run it again", code)
     return dst

@@ -7,9 +7,9 @@ its tables, figures, run records and the executed notebook into the results fold
 whether within the committed seeds' range; :mod:`equss.paper.compare`).  Regenerating the
 committed results is the explicit ``--results results/<scale>`` (``make regenerate``).
 
-Names: ``table1 table2 table3 fig2 fig4 fig5 fig6 learning-curves claims`` (or a notebook's file
-name); ``all`` runs them in the order of ``make reproduce`` (the learning curves first: at proxy
-scale they choose the step count; the claims last).  At proxy scale a results folder without its
+Names: ``tuning learning-curves table1 table2 table3 fig2 fig4 fig5 fig6 claims`` (or a notebook's
+file name); ``all`` runs those present in the order of ``make reproduce`` (the tuned shifts first,
+then the learning curves: at proxy scale they choose the step count; the claims last).  At proxy scale a results folder without its
 own ``learning_curves.json`` uses the committed choice.  The data root is resolved once
 (:func:`equss.paths.data_root`: ``--data-root`` > ``EQUSS_DATA`` > ``./data``) and passed to the
 notebooks explicitly.
@@ -20,24 +20,32 @@ handed to the notebooks' kernels in the environment (``EQUSS_RUN_EXECUTOR``, ``E
 ``EQUSS_RUN_THREADS``, ``EQUSS_RUN_SLURM``), where :func:`equss.paper.executor.run_many` takes them
 as its defaults (:mod:`equss.paper.executor`).  ``--threads T`` also sets the serial path's thread
 count (``OMP_NUM_THREADS`` of the kernel): the numbers depend on it, not on the executor.
+
+``--plan``: nothing trains; each notebook runs up to its request list (``plan_only``) and its plan
+is printed: the runs cached / to evaluate / new and the wall time predicted serially and in the
+pool (:func:`plan`), then their sum.  After a real run each notebook's prediction and its measured
+wall time are in ``RESULTS/plans/<notebook>.json`` (:mod:`equss.paper.fanout`).
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
 import os
+import sys
 from pathlib import Path
 
 from equss.errors import EqussError
 
 NAMES = {
-    "learning-curves": "learning_curves", "table1": "table1_cocostuff", "table2": "table2_cityscapes_potsdam",
+    "tuning": "tuning", "learning-curves": "learning_curves", "table1": "table1_cocostuff", "table2": "table2_cityscapes_potsdam",
     "table3": "table3_ablation", "fig4": "fig4_entropy", "fig5": "fig5_qualitative", "fig2": "fig2_dimension",
     "fig6": "fig6_mk_grid", "claims": "claims",
 }
-ORDER = list(NAMES)  # the curves first (they choose the proxy step count), the large grids late, the claims last
+# the tuned shifts first (they change every proxy config), then the curves (they choose the proxy step count), the
+# large grids late, the claims last
+ORDER = list(NAMES)
 TABLES = {  # what each notebook writes that can be compared with the committed results
-    "learning_curves": ["learning_curves.csv"], "table1_cocostuff": ["table1.csv"],
+    "tuning": [], "learning_curves": ["learning_curves.csv"], "table1_cocostuff": ["table1.csv"],
     "table2_cityscapes_potsdam": ["table2.csv"], "table3_ablation": ["table3.csv"],
     "fig4_entropy": ["fig4.csv", "fig4_distance.csv"], "fig5_qualitative": [], "fig2_dimension": ["fig2.csv"],
     "fig6_mk_grid": ["fig6.csv"], "claims": [],
@@ -49,10 +57,10 @@ def notebook_names(requested: list[str]) -> list[str]:
     """Notebook file names (without .ipynb) for the names given on the command line."""
     from equss.paper.notebooks import NOTEBOOK_DIR
 
-    if "all" in requested:
-        return [NAMES[n] for n in ORDER]
-    out = []
     available = sorted(p.stem for p in NOTEBOOK_DIR.glob("*.ipynb"))
+    if "all" in requested:  # those present (a notebook still being written is not in the checkout yet)
+        return [NAMES[n] for n in ORDER if NAMES[n] in available]
+    out = []
     for name in requested:
         stem = NAMES.get(name, name)
         if stem not in available:
@@ -111,6 +119,73 @@ def reproduce(names: list[str], scale: str = "proxy", results: str | None = None
     return done
 
 
+def plan(names: list[str], scale: str = "proxy", results: str | None = None, data_root: str | None = None,
+         device: str = "auto", seeds: list[int] | None = None, overrides: list[str] | None = None,
+         progress: bool = True, executor: str | None = None, workers: int | None = None, threads: int | None = None,
+         slurm: dict | None = None) -> list[dict]:
+    """``equss reproduce NAME... --plan``: each notebook's plan, printed (requests cached / to evaluate /
+    new, its jobs with their predicted seconds, the predicted wall time serially and in the pool;
+    :func:`equss.paper.notebooks.plan`), then the sum over the notebooks, run one after another (a
+    run that an earlier notebook makes counts as cached in the later ones).  Nothing trains."""
+    import tempfile
+
+    from equss.paper.executor import print_plan, run_options
+    from equss.paper.fanout import PLAN_DIR_ENV
+    from equss.paper.notebooks import check_overrides
+    from equss.paper.notebooks import plan as plan_notebook
+
+    stems = notebook_names(names)
+    check_overrides(list(overrides or []), scale)
+    env = run_options(executor, workers, threads, slurm)
+    out = Path(results) if results else default_results(scale)
+    extra = {**({"overrides": list(overrides)} if overrides else {}), **({"seeds": [int(s) for s in seeds]} if seeds else {})}
+    plans = []
+    with tempfile.TemporaryDirectory(prefix="equss-plan-") as folder, _environment({**env, PLAN_DIR_ENV: folder}):
+        for stem in stems:
+            p = plan_notebook(stem, scale, results=str(out), data_root=data_root, device=device, extra=extra,
+                              progress=progress)
+            if p is None:
+                print(f"equss: plan of {stem}: no runs declared (no ex.run_all): not planned")
+                continue
+            print(f"equss: plan of {stem}" + (f" ({len(p['made_earlier'])} jobs made by an earlier notebook)"
+                                              if p.get("made_earlier") else "") + ":")
+            print_plan(p, file=_Indented())
+            plans.append(p)
+    if len(plans) > 1:
+        print(total(plans))
+    return plans
+
+
+def total(plans: list[dict]) -> str:
+    """One line: the plans of notebooks run one after another, summed."""
+    counts = {k: sum(p["counts"][k] for p in plans) for k in ("cached", "evaluate", "new")}
+    preds = [p["prediction"] for p in plans if p.get("prediction")]
+    line = (f"equss: plan of {len(plans)} notebooks: {sum(len(p['requests']) for p in plans)} requests: "
+            f"{counts['cached']} cached, {counts['evaluate']} to evaluate, {counts['new']} new; "
+            f"{sum(len(p['jobs']) for p in plans)} jobs")
+    if preds:
+        par = preds[0]["parallel"]
+        line += (f"; predicted wall time: serial {_hms(sum(q['serial']['wall_s'] for q in preds))}, "
+                 f"{par['workers']} workers x {par['threads']} threads "
+                 f"{_hms(sum(q['parallel']['wall_s'] for q in preds))}")
+    return line
+
+
+def _hms(s: float) -> str:
+    s = int(round(s))
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+class _Indented:
+    """A file that indents what is printed to stdout (a notebook's plan under its heading)."""
+
+    def write(self, text: str) -> int:
+        return sys.stdout.write("".join("  " + line if line.strip() else line for line in text.splitlines(True)))
+
+    def flush(self) -> None:
+        pass
+
+
 @contextlib.contextmanager
 def _environment(env: dict):
     saved = {k: os.environ.get(k) for k in env}
@@ -133,9 +208,13 @@ def _cmd_reproduce(args) -> int:
         from equss.paper.executor import slurm_settings
 
         slurm = slurm_settings(args.slurm_config, **slurm)
+    options = dict(executor=args.executor, workers=args.workers, threads=args.threads, slurm=slurm or None)
+    if args.plan:
+        plan(args.names, args.scale, args.results, args.data_root, args.device, args.seeds, args.set,
+             progress=not args.no_progress, **options)
+        return 0
     reproduce(args.names, args.scale, args.results, args.data_root, args.device, args.seeds, args.set,
-              progress=not args.no_progress, compare=not args.no_compare, executor=args.executor,
-              workers=args.workers, threads=args.threads, slurm=slurm or None)
+              progress=not args.no_progress, compare=not args.no_compare, **options)
     return 0
 
 
@@ -154,6 +233,8 @@ def register(sub):
                    help="a config override applied to every run (repeatable)")
     p.add_argument("--no-progress", action="store_true", help="no progress lines on the terminal")
     p.add_argument("--no-compare", action="store_true", help="do not print the comparison with the committed results")
+    p.add_argument("--plan", action="store_true", help="train nothing: print each notebook's runs (cached / new) and "
+                                                        "their predicted wall time, serially and in parallel")
     g = p.add_argument_group("runs in parallel (equss.paper.executor)")
     g.add_argument("--executor", help="how the notebooks' runs are fanned out: serial (default), local, submitit, "
                                       "submitit-local")
