@@ -7,7 +7,10 @@
 #                                    (`equss reproduce table1`) into results/local/<scale>/, then its numbers
 #                                    beside the committed ones in results/<scale>/ (never overwritten)
 #   make reproduce [SCALE=...]       all of them, then the claims; wall time and peak RSS -> RESULTS/reproduce.json
-#   make regenerate [SCALE=...]      the committed results themselves: `make reproduce RESULTS=results/<scale>`
+#                                    [EXECUTOR=local WORKERS=N THREADS=T]: the runs fanned out (equss.paper.executor)
+#   make plan [NAMES="table1 fig6"]  train nothing: each notebook's runs (cached / new) and predicted wall time
+#   make regenerate [SCALE=...]      the committed results themselves: `make reproduce RESULTS=results/<scale>`, at
+#                                    THREADS=2 per run (the committed records' thread count) whatever EXECUTOR/WORKERS
 #   make nb-sync                     after editing a notebook outside JupyterLab: sync .ipynb <-> .py, strip outputs
 #   make bench                       benchmarks -> results/bench/*.json
 #   make models                      the shipped models/<name>/ from Table 1's median seed (python -m equss.paper.ship)
@@ -27,7 +30,7 @@ NB_RUN = $(PY) -m equss reproduce
 LAB_ARGS ?= $(if $(filter 0,$(shell id -u)),--allow-root)
 
 .PHONY: regenerate setup lab test test-fast lint unit-test nb-test nb-sync quickstart reproduce bench clean-results \
-        models tensorboard \
+        models tensorboard plan reproduce-tuning \
         reproduce-all reproduce-table1 reproduce-table2 reproduce-table3 reproduce-fig2 reproduce-fig4 reproduce-fig5 \
         reproduce-fig6 reproduce-learning-curves reproduce-claims
 
@@ -80,10 +83,12 @@ quickstart: setup
 # ---------------------------------------------------------------- reproduction (file targets)
 # Each artefact depends on its notebook (.py and .ipynb) and on the package sources, so a changed notebook or
 # module remakes it (the run cache inside still reuses every training whose config and code are unchanged).
-# SEEDS="0 1 2" and SET="train.steps=2 ..." pass the notebooks' `seeds` and `overrides` parameters.
+# SEEDS="0 1 2" and SET="train.steps=2 ..." pass the notebooks' `seeds` and `overrides` parameters; EXECUTOR,
+# WORKERS and THREADS how their runs are fanned out (`equss reproduce --executor/--workers/--threads`).
 SRC := $(shell find equss -name '*.py' -o -name '*.yaml')
 NB_ARGS = --scale $(SCALE) --results $(RESULTS) $(if $(DATA),--data-root $(DATA)) $(if $(SEEDS),--seeds $(SEEDS)) \
-          $(foreach o,$(SET),--set $(o))
+          $(foreach o,$(SET),--set $(o)) $(if $(EXECUTOR),--executor $(EXECUTOR)) \
+          $(if $(WORKERS),--workers $(WORKERS)) $(if $(THREADS),--threads $(THREADS))
 nb = notebooks/$(1).py notebooks/$(1).ipynb $(SRC) $(VENV)/.installed
 # At proxy scale every run of a table or figure takes the step count that the learning-curve notebook chose on
 # validation (results/proxy/learning_curves.json, read by equss.paper.runs.setup): the curves come first.  The
@@ -93,6 +98,11 @@ nb = notebooks/$(1).py notebooks/$(1).ipynb $(SRC) $(VENV)/.installed
 # recipe tests for the file again: in `make reproduce` the curves' own target has just written it.  A results folder
 # other than the committed one without a choice of its own uses the committed choice (equss.paper.runs.setup).
 STEPS_FROM := $(if $(filter proxy,$(SCALE)),$(if $(filter $(COMMITTED),$(RESULTS)),| $(RESULTS)/learning_curves.json))
+# Before the curves, the tuning notebook chooses every arm's loss shifts on validation (results/proxy/tuning.json,
+# read by equss.paper.runs.setup; it changes every proxy config): the same order-only rule, made only when missing.
+# Guarded: only where notebooks/tuning.ipynb is in the checkout.
+TUNING := $(wildcard notebooks/tuning.ipynb)
+TUNED_FROM := $(if $(TUNING),$(if $(filter proxy,$(SCALE)),$(if $(filter $(COMMITTED),$(RESULTS)),| $(RESULTS)/tuning.json)))
 
 $(RESULTS)/table1.csv: $(call nb,table1_cocostuff) $(STEPS_FROM)
 	$(NB_RUN) table1_cocostuff $(NB_ARGS)
@@ -108,10 +118,17 @@ $(RESULTS)/fig5.png: $(call nb,fig5_qualitative) $(STEPS_FROM)
 	$(NB_RUN) fig5_qualitative $(NB_ARGS)
 $(RESULTS)/fig6.png: $(call nb,fig6_mk_grid) $(STEPS_FROM)
 	$(NB_RUN) fig6_mk_grid $(NB_ARGS)
-$(RESULTS)/learning_curves.png: $(call nb,learning_curves)
+$(RESULTS)/learning_curves.png: $(call nb,learning_curves) $(TUNED_FROM)
 	$(NB_RUN) learning_curves $(NB_ARGS)
-$(RESULTS)/learning_curves.json:
+$(RESULTS)/learning_curves.json: $(TUNED_FROM)
 	test -f $@ || $(NB_RUN) learning_curves $(NB_ARGS)
+ifneq ($(TUNING),)
+$(RESULTS)/tuning.md: $(call nb,tuning)
+	$(NB_RUN) tuning $(NB_ARGS)
+$(RESULTS)/tuning.json:
+	test -f $@ || $(NB_RUN) tuning $(NB_ARGS)
+reproduce-tuning: $(RESULTS)/tuning.md
+endif
 # the verdicts read every per-seed table: last
 $(RESULTS)/claims.md: $(call nb,claims) $(RESULTS)/table1.csv $(RESULTS)/table2.csv $(RESULTS)/table3.csv \
                       $(RESULTS)/fig2.png $(RESULTS)/fig4.png $(RESULTS)/fig6.png
@@ -126,17 +143,25 @@ reproduce-fig5: $(RESULTS)/fig5.png
 reproduce-fig6: $(RESULTS)/fig6.png
 reproduce-learning-curves: $(RESULTS)/learning_curves.png
 reproduce-claims: $(RESULTS)/claims.md
-# the learning curves first (they choose the proxy step count), the most-read results next, the large grids last
-REPRODUCE := reproduce-learning-curves reproduce-table1 reproduce-table2 reproduce-table3 reproduce-fig4 \
+# the tuned shifts and the learning curves first (they choose the proxy shifts and step count), the most-read results
+# next, the large grids last
+REPRODUCE := $(if $(TUNING),reproduce-tuning) reproduce-learning-curves reproduce-table1 reproduce-table2 reproduce-table3 reproduce-fig4 \
              reproduce-fig5 reproduce-fig2 reproduce-fig6 reproduce-claims
 reproduce-all: $(REPRODUCE)
 # everything, with its wall time and peak RSS recorded in results/<scale>/reproduce.json
 reproduce: setup
 	$(PY) tools/measure.py $(RESULTS)/reproduce.json -- $(MAKE) --no-print-directory reproduce-all SCALE=$(SCALE) \
-	    RESULTS=$(RESULTS) $(if $(SEEDS),SEEDS="$(SEEDS)") $(if $(SET),SET="$(SET)") $(if $(DATA),DATA="$(DATA)")
-# the committed results, regenerated on purpose (one commit, from a clean tree: see DEVELOPING.md)
+	    RESULTS=$(RESULTS) $(if $(SEEDS),SEEDS="$(SEEDS)") $(if $(SET),SET="$(SET)") $(if $(DATA),DATA="$(DATA)") \
+	    $(if $(EXECUTOR),EXECUTOR=$(EXECUTOR)) $(if $(WORKERS),WORKERS=$(WORKERS)) $(if $(THREADS),THREADS=$(THREADS))
+# the committed results, regenerated on purpose (one commit, from a clean tree: see DEVELOPING.md), at the committed
+# records' thread count per run: the numbers depend on it, not on EXECUTOR or WORKERS (recorded in every provenance)
+REGENERATE_THREADS ?= 2
 regenerate:
-	$(MAKE) --no-print-directory reproduce RESULTS=$(COMMITTED) SCALE=$(SCALE)
+	$(MAKE) --no-print-directory reproduce RESULTS=$(COMMITTED) SCALE=$(SCALE) THREADS=$(or $(THREADS),$(REGENERATE_THREADS))
+
+# what a reproduction would do, before it starts: per notebook the runs cached / new and the predicted wall time
+plan: setup
+	$(NB_RUN) $(or $(NAMES),all) --plan $(NB_ARGS)
 
 bench: setup
 	$(PY) benchmarks/run_all.py

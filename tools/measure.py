@@ -12,6 +12,12 @@ fingerprint) and the last one did not finish successfully; otherwise it starts a
 ``wall_s`` is the sum of the segments; ``peak_rss_mib`` the largest peak RSS (``VmHWM``) of
 any single process of the tree seen by the heartbeats (the notebook kernels), not the sum of
 concurrent ones (and, at the end, the command's ``ru_maxrss`` from ``wait4``).  The exit status is the command's.
+
+Predicted beside actual: each notebook's ``ex.run_all`` writes ``plans/<notebook>.json`` beside
+``OUT.json`` (:mod:`equss.paper.fanout`: the wall time of its runs predicted before they started,
+and measured); ``prediction`` in the record sums those written since the record's first segment
+began: per notebook the prediction for the executor that ran (serial, or the pool's layout) and
+the measured wall time of its runs, and their totals.
 """
 from __future__ import annotations
 
@@ -85,6 +91,39 @@ def earlier_segments(out: Path, commit: str, fingerprint: str) -> list[dict]:
     return []
 
 
+def predictions(plans: Path, since: str | None) -> dict | None:
+    """Per notebook, the predicted and the measured wall time of its runs (``plans/*.json`` finished
+    at or after ``since``, an ISO time), and their sums; None when there is none."""
+    start = dt.datetime.fromisoformat(since) if since else None
+    rows = []
+    for f in sorted(plans.glob("*.json")):
+        try:
+            p = json.loads(f.read_text())
+            actual = p["actual"]
+            finished = dt.datetime.fromisoformat(actual["finished_utc"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if start and finished < start:
+            continue
+        pred, lay = p.get("prediction") or {}, p.get("layout") or {}
+        serial, parallel = (pred.get(k, {}).get("wall_s") for k in ("serial", "parallel"))
+        to_do = p.get("counts", {}).get("new", 0) + p.get("counts", {}).get("evaluate", 0)
+        rows.append({"notebook": p.get("notebook", f.stem), "executor": p.get("executor"),
+                     "layout": f"{lay.get('workers')} x {lay.get('threads')} threads", "runs_to_do": to_do,
+                     "predicted_s": (serial if p.get("executor") == "serial" else parallel) if pred else
+                     (0.0 if not to_do else None),
+                     "predicted_serial_s": serial, "predicted_parallel_s": parallel, "actual_s": actual.get("wall_s"),
+                     "failed": actual.get("failed") or []})
+    if not rows:
+        return None
+    known = [r for r in rows if r["predicted_s"] is not None and r["actual_s"] is not None]
+    return {"what": "per notebook: the wall time of its runs predicted before they started (for the executor that "
+                    "ran them) and measured (plans/<notebook>.json)",
+            "notebooks": rows, "predicted_s": round(sum(r["predicted_s"] for r in known), 1),
+            "actual_s": round(sum(r["actual_s"] for r in known), 1),
+            "unpredicted": [r["notebook"] for r in rows if r not in known]}
+
+
 def main(argv: list[str]) -> int:
     if len(argv) < 3 or argv[1] != "--":
         print(__doc__.split("\n\n")[0], file=sys.stderr)
@@ -105,11 +144,13 @@ def main(argv: list[str]) -> int:
     def save():
         with lock:
             wall = sum(s["wall_s"] for s in segments)
+            pred = predictions(out.parent / "plans", segments[0]["started_utc"])
             write_json(out, {"command": " ".join(cmd), "git_commit": commit, "code_fingerprint": fingerprint,
                              "finished": seg["exit_status"] == 0, "wall_s": round(wall, 1),
                              "wall_h": round(wall / 3600, 3),
                              "peak_rss_mib": max(s["peak_rss_mib"] for s in segments),
                              "peak_rss_what": "largest VmHWM of a single process of the tree (heartbeats every 30 s)",
+                             **({"prediction": pred} if pred else {}),
                              "segments": segments})
 
     t0 = time.monotonic()
@@ -145,6 +186,10 @@ def main(argv: list[str]) -> int:
     doc = json.loads(out.read_text())
     print(f"measure: {seg['wall_s'] / 60:.1f} min this time ({doc['wall_s'] / 60:.1f} min in {len(segments)} "
           f"segment(s)), peak RSS {doc['peak_rss_mib']:.0f} MiB -> {out}")
+    if doc.get("prediction"):
+        pred = doc["prediction"]
+        print(f"measure: the runs of {len(pred['notebooks'])} notebook(s): predicted {pred['predicted_s'] / 60:.1f} min, "
+              f"measured {pred['actual_s'] / 60:.1f} min")
     return rc
 
 
