@@ -227,3 +227,87 @@ def test_job_runs_every_evaluation_of_a_training(camvid, tmp_path, monkeypatch):
     assert {"eval.json", "eval_r56.json", "posthoc.json", "posthoc.per_image.npz"} <= {p.name for p in folder.iterdir()}
     assert ex.plan(reqs, predict=False)["counts"] == {"cached": 3, "evaluate": 0, "new": 0}
     assert torch.load(folder / "last.pt", weights_only=False)["step"] == 2
+
+
+# ---------------------------------------------------------------------------- the study's Table 1, traced to its records
+def _csv(path: Path) -> tuple[list[str], list[dict]]:
+    import csv
+
+    with open(path, newline="") as fh:
+        reader = csv.DictReader(fh)
+        return list(reader.fieldnames), list(reader)
+
+
+def _save_csv(path: Path, header: list[str], rows: list[dict]) -> None:
+    import csv
+
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=header)
+        w.writeheader()
+        w.writerows(rows)
+
+
+@pytest.mark.slow
+def test_study_table1_rows_trace_to_their_records(camvid, tmp_path, monkeypatch):
+    """Table 1 as the study builds it (raw features, STEGO, M1, EQUSS; online without and with the CRF,
+    post-hoc and post-hoc quantised, the check resolution) passes the traceability check, and each
+    new column is checked: a relabelled probe, an edited resolution or recipe, a missing check row."""
+    from equss.paper import quoted as paper
+    from equss.paper import tables, trace
+
+    fresh_cache(monkeypatch, tmp_path / "cache")
+    res = tmp_path / "results"
+    rec = res / "runs"
+    base_cfg = tiny(camvid, 0)
+    rows = [tables.row("DINO (raw features)", runs.baseline(base_cfg, records=rec), "camvid", 0),
+            tables.row("DINO (raw features)", runs.baseline(tiny(camvid, 0, "camvid-equss", "data.eval_resolution=56"),
+                                                            records=rec), "camvid", 0)]
+    for label, preset in (("STEGO", "camvid-stego"), ("M1", "camvid-M1"), ("EQUSS", "camvid-equss")):
+        cfg = tiny(camvid, 0, preset)
+        ph = runs.posthoc(cfg, records=rec)
+        rows += [tables.row(label, runs.run(cfg, records=rec), "camvid", 0),
+                 tables.row(label, runs.run(cfg, crf=True, records=rec), "camvid", 0, crf=True),
+                 tables.row(label, runs.run(cfg, resolution=56, records=rec), "camvid", 0),
+                 tables.row(label, ph, "camvid", 0, probe="post-hoc")]
+        if preset == "camvid-equss":
+            rows.append(tables.row(label, ph, "camvid", 0, probe="post-hoc quantised"))
+    rows += paper.quoted_rows(paper.TABLE1, " [CocoStuff-27, ViT-S/8]")
+    tables.save_table(rows, res, "table1", caption="Table 1")
+    tables.save_provenance(res, "table1", "smoke", {}, seeds=[0])
+    problems = trace.check(res)
+    assert problems == [], "\n".join(problems)
+    header, saved = _csv(res / "table1.csv")
+    assert header[6:9] == ["probe", "resolution", "recipe"]
+    got = {(r["method"], r["crf"], r["probe"], r["resolution"], r["recipe"]) for r in saved if r["source"] == "measured"}
+    assert ("DINO (raw features)", "False", "post-hoc", "56", "\u2014") in got
+    assert ("STEGO", "True", "online", "28", "STEGO") in got and ("M1", "False", "post-hoc", "28", "EQUSS") in got
+    assert ("EQUSS", "False", "post-hoc quantised", "28", "EQUSS") in got and ("EQUSS", "False", "online", "56", "EQUSS") in got
+
+    def problems_with(mutate) -> list[str]:
+        changed = [dict(r) for r in saved]
+        mutate(changed)
+        _save_csv(res / "table1.csv", header, changed)
+        try:
+            return trace.check(res)
+        finally:
+            _save_csv(res / "table1.csv", header, saved)
+
+    i = next(k for k, r in enumerate(saved) if r["method"] == "EQUSS" and r["probe"] == "post-hoc quantised")
+    swapped = problems_with(lambda rs: rs[i].update(probe="post-hoc"))  # the head part's row twice, the quantised none
+    assert any(f"table1.csv:{i + 2}: a second row for" in p for p in swapped), swapped
+    j = next(k for k, r in enumerate(saved) if r["method"] == "M1" and r["resolution"] == "56")
+    moved = problems_with(lambda rs: rs[j].update(resolution="28"))
+    assert any(p.startswith(f"table1.csv:{j + 2}: resolution = '28' but runs/") and p.endswith("gives 56")
+               for p in moved), moved
+    k = next(k for k, r in enumerate(saved) if r["method"] == "STEGO" and r["crf"] == "False" and r["probe"] == "online"
+             and r["resolution"] == "28")
+    recipe = problems_with(lambda rs: rs[k].update(recipe="EQUSS"))
+    assert any(p.startswith(f"table1.csv:{k + 2}: recipe = 'EQUSS' but runs/") for p in recipe), recipe
+    dropped = problems_with(lambda rs: rs.pop(j))
+    assert any("no rows for method M1, crf False, probe online, resolution 56" in p for p in dropped), dropped
+    # the number-level check reads a post-hoc row's numbers from its part and its resolution from the file
+    assert trace.check_numbers(res) == []
+    n = problems_with(lambda rs: rs[i].update(unsup_miou=str(float(rs[i]["unsup_miou"]) + 1)))
+    assert any(f"table1.csv:{i + 2}: unsup_miou" in p for p in n), n
+    doc = json.loads((rec / saved[i]["run"] / "posthoc.json").read_text())
+    assert float(saved[i]["unsup_miou"]) == doc["quantised"]["cluster"]["mIoU"]

@@ -13,9 +13,14 @@ the file is what the code makes of the records).  A table CSV is compared in ful
   from the config or file name, ``source = measured``.  Every column is compared, numbers
   to 1e-9;
 * **the row set**: no row twice; every configuration of the table present (Table 1: the raw
-  features, STEGO and EQUSS, the last two without and with the CRF); each with exactly one
+  features, STEGO, M1 and EQUSS, the trained ones without and with the CRF, with post-hoc probes
+  and at the check resolution: :func:`table1_configurations`); each with exactly one
   row per seed of the table (``seeds`` in its ``.provenance.json``), all from records of
   one configuration; rows with and without the CRF from the same records;
+* **how each row was measured** (issue 26): ``probe`` from the file (an evaluation: ``online``; the
+  baseline: ``post-hoc``; ``posthoc.json``: one row per part), ``resolution`` from the evaluation's
+  provenance, ``recipe`` from the record's config (:func:`equss.paper.tables.recipe_of`).  A table
+  written before these columns (none in its header) is rebuilt without them (:func:`legacy_rule`);
 * **quoted rows**: exactly the rows the notebook takes from :mod:`equss.paper.quoted`,
   with their values;
 * **the Markdown**: ``<table>.md`` regenerated from the CSV with
@@ -43,10 +48,13 @@ from typing import Callable
 
 from equss.paper import quoted as paper
 from equss.paper.runs import preset_for
-from equss.paper.tables import MEASURED, METRICS, markdown, row as table_row
+from equss.paper.tables import MEASURED, METRICS, PROBE_PARTS, markdown, row as table_row
 
 BASELINE = "DINO (raw features)"  # Table 1's raw-feature row (quoted.TABLE1's label)
 METHODS = ("STEGO", "EQUSS")
+TRAINED = ("STEGO", "M1", "EQUSS")  # Tables 1 and 2's trained arms (M1: STEGO's head on EQUSS's recipe, issue 26)
+# tables.row's columns since issue 26 (how each row was measured); a table written before them has none
+NEW_COLUMNS = ("probe", "resolution", "recipe")
 FIG2_METHODS = ("supervised head", "STEGO head", "EQUSS (PQ)")
 TOL = 1e-9
 
@@ -170,8 +178,13 @@ def _step(fname: str) -> int:
 
 
 def metric_rows(rec: Record, fname: str, label: str, extra: dict) -> list[dict]:
-    """The one row of a table of Acc / mIoU numbers, by :func:`equss.paper.tables.row`."""
+    """The rows of a table of Acc / mIoU numbers from one file, by :func:`equss.paper.tables.row`: one
+    row of an evaluation (``probe`` online; a baseline's post-hoc), one per part of a post-hoc file
+    (``posthoc.json``: ``post-hoc`` from its head part, ``post-hoc quantised`` from its quantised part)."""
     result = {**rec.doc(fname), "run": rec.name, "eval_file": fname}
+    if Path(fname).name.startswith("posthoc"):
+        return [table_row(label, result, rec.dataset, rec.seed, probe=probe, **extra)
+                for probe, part in PROBE_PARTS.items() if part in result]
     return [table_row(label, result, rec.dataset, rec.seed, crf=_is_crf(fname), **extra)]
 
 
@@ -208,7 +221,11 @@ def named(labels) -> Callable[[Record], str | None]:
 
 
 def table1_label(rec: Record) -> str | None:
-    return BASELINE if rec.baseline and rec.variant == "equss" else named(paper.TABLE1)(rec)
+    return BASELINE if rec.baseline and rec.variant == "equss" else named([*paper.TABLE1, "M1"])(rec)
+
+
+def table2_label(rec: Record) -> str | None:
+    return BASELINE if rec.baseline and rec.variant == "equss" else named([*paper.TABLE2A, "M1"])(rec)
 
 
 def fig2_label(rec: Record) -> str | None:
@@ -247,11 +264,57 @@ def _cited(groups: list[tuple], i: int) -> list:
     return sorted({g[i] for g in groups})
 
 
+def _resolutions(groups: list[tuple], prov: dict, i: int, main_of=lambda g: True) -> tuple[int | None, list[int]]:
+    """A table's main evaluation resolution and its check resolutions (issue 26's resolution check):
+    the provenance's ``eval_resolution`` / ``check_resolutions`` when the notebook wrote them, else the
+    largest resolution of the rows ``main_of`` selects (the CRF rows, evaluated only at the main
+    one) and the other resolutions cited."""
+    cited = sorted({g[i] for g in groups if g[i] is not None})
+    main = prov.get("eval_resolution")
+    if main is None:
+        picked = [g[i] for g in groups if main_of(g) and g[i] is not None]
+        main = max(picked) if picked else (max(cited) if cited else None)
+    checks = prov.get("check_resolutions")
+    checks = sorted(int(r) for r in checks) if checks is not None else [r for r in cited if r != main]
+    return main, checks
+
+
 def table1_configurations(groups, prov) -> set:
+    """Table 1 (issue 26): the raw features (post-hoc probes: k-means + linear) and STEGO, M1 and EQUSS
+    with their online probes without and with the CRF and their post-hoc probes (EQUSS also on its
+    quantised vectors), at the evaluation resolution; every arm also without the CRF at each check
+    resolution (224, the training resolution, at proxy scale)."""
+    main, checks = _resolutions(groups, prov, 3, main_of=lambda g: g[1] is True)
+    out = {(BASELINE, False, "post-hoc", r) for r in [main, *checks]}
+    for m in TRAINED:
+        out |= {(m, False, "online", main), (m, True, "online", main), (m, False, "post-hoc", main)}
+        out |= {(m, False, "online", r) for r in checks}
+    return out | {("EQUSS", False, "post-hoc quantised", main)}
+
+
+def table1_legacy_configurations(groups, prov) -> set:
     return {(BASELINE, False)} | {(m, crf) for m in METHODS for crf in (False, True)}
 
 
 def table2_configurations(groups, prov) -> set:
+    """Table 2's parts 2a / 2b (issue 26): STEGO and EQUSS with their online probes in each part, and,
+    where a part has them, M1 (then with the same rows as the others), the raw features, and post-hoc
+    rows (then for every trained arm of that part, EQUSS also quantised), at the part's evaluation
+    resolution; online rows of every trained arm at each check resolution cited in the part."""
+    out = set()
+    for t in ("2a", "2b"):
+        mine = [g for g in groups if g[1] == t]
+        main, checks = _resolutions(mine, prov.get(t, {}) if isinstance(prov.get(t), dict) else {}, 3,
+                                    main_of=lambda g: g[2] == "online")
+        methods = ["STEGO", "EQUSS"] + (["M1"] if any(g[0] == "M1" for g in mine) else [])
+        out |= {(m, t, "online", r) for m in methods for r in [main, *checks]}
+        if any(g[0] in TRAINED and g[2] != "online" for g in mine):
+            out |= {(m, t, "post-hoc", main) for m in methods} | {("EQUSS", t, "post-hoc quantised", main)}
+        out |= {(BASELINE, t, "post-hoc", r) for r in [main, *checks] if any(g[0] == BASELINE for g in mine)}
+    return out
+
+
+def table2_legacy_configurations(groups, prov) -> set:
     return {(m, t) for m in METHODS for t in ("2a", "2b")}
 
 
@@ -316,17 +379,44 @@ class Rule:
     by: tuple | None = None
     provenance: str = ""          # the .provenance.json with the table's seeds (default: its own)
     tail: Callable | None = None  # (results, typed rows) -> (text appended to the Markdown, problems)
+    legacy: object = None         # the Rule of the table as written before NEW_COLUMNS (default: this one without them)
+
+
+def _without_new_columns(rows: Callable) -> Callable:
+    def rebuilt(*args) -> list[dict]:
+        return [{k: v for k, v in r.items() if k not in NEW_COLUMNS} for r in rows(*args)]
+    return rebuilt
+
+
+def legacy_rule(rule: Rule) -> Rule:
+    """How a table written before :data:`NEW_COLUMNS` (its header has none of them: the committed
+    results until the study regenerates them) is rebuilt: its own legacy rule, or this rule's rows
+    without those columns."""
+    import dataclasses
+
+    base = rule.legacy if isinstance(rule.legacy, Rule) else rule
+    return dataclasses.replace(base, rows=_without_new_columns(base.rows),
+                               keys=tuple(k for k in base.keys if k not in NEW_COLUMNS), legacy=None)
 
 
 def _fixed(*configs) -> Callable:
     return lambda groups, prov: set(configs)
 
 
+_TABLE1_QUOTED = lambda: paper.quoted_rows(paper.TABLE1, " [CocoStuff-27, ViT-S/8]")  # noqa: E731
+_TABLE2_PRESETS = {"cityscapes27": {"table": "2a"}, "potsdam3": {"table": "2b"}}
+
 RULES: dict[str, Rule] = {
-    "table1": Rule({"cocostuff27": {}}, table1_label, r"baseline\.json|eval(_crf)?\.json", ("method", "crf"),
-                   table1_configurations, quoted=lambda: paper.quoted_rows(paper.TABLE1, " [CocoStuff-27, ViT-S/8]")),
-    "table2": Rule({"cityscapes27": {"table": "2a"}, "potsdam3": {"table": "2b"}}, named(paper.TABLE2A),
-                   r"eval\.json", ("method", "table"), table2_configurations, quoted=table2_quoted),
+    "table1": Rule({"cocostuff27": {}}, table1_label, r"baseline\.json|eval(_r\d+)?(_crf)?\.json|posthoc\.json",
+                   ("method", "crf", "probe", "resolution"), table1_configurations, keys=("probe",),
+                   quoted=_TABLE1_QUOTED,
+                   legacy=Rule({"cocostuff27": {}}, table1_label, r"baseline\.json|eval(_crf)?\.json", ("method", "crf"),
+                               table1_legacy_configurations, quoted=_TABLE1_QUOTED)),
+    "table2": Rule(_TABLE2_PRESETS, table2_label, r"baseline\.json|eval(_r\d+)?\.json|posthoc\.json",
+                   ("method", "table", "probe", "resolution"), table2_configurations, keys=("probe",),
+                   quoted=table2_quoted,
+                   legacy=Rule(_TABLE2_PRESETS, named(paper.TABLE2A), r"eval\.json", ("method", "table"),
+                               table2_legacy_configurations, quoted=table2_quoted)),
     "table3": Rule({"cocostuff27": {}}, named(paper.TABLE3), r"eval\.json", ("method",),
                    _fixed(*((k,) for k in paper.TABLE3)),
                    quoted=lambda: paper.quoted_rows(paper.TABLE3, " [CocoStuff-27]")),
@@ -581,6 +671,8 @@ def check_table(path: Path, runs: Path, records: Records | None = None) -> list[
     header, rows = _read_csv(path)
     if not rows:
         return [f"{name}: empty"]
+    if not set(NEW_COLUMNS) & set(header):  # written before the probe / resolution / recipe columns
+        rule = legacy_rule(rule)
     records = records if records is not None else Records(Path(runs))
     lines = list(enumerate(rows, start=2))
     measured = [(i, r) for i, r in lines if r.get("source") == MEASURED]

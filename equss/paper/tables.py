@@ -7,6 +7,13 @@ folder under ``runs/``) and ``eval`` (the file in it) they were read from, so ev
 traces to one record (:mod:`equss.paper.trace` checks it).  The Markdown shows the mean ±
 standard deviation over seeds of each measured configuration, with the seed count, and the
 paper's quoted rows marked quoted.
+
+Every row says how it was measured (issue 26), each column derived from the record it cites:
+``probe`` (:data:`PROBES`: ``online``, the official protocol's probes trained with the head;
+``post-hoc``, probes fitted to convergence on frozen features by the raw-feature row's rule, which is
+also what the raw-feature row itself is; ``post-hoc quantised``, the same on EQUSS's product-quantised
+vectors: :mod:`equss.pipeline.posthoc`), ``resolution`` (the evaluation crop size) and ``recipe``
+(:func:`recipe_of`: which training recipe the run's config is; "—" for the raw features).
 """
 from __future__ import annotations
 
@@ -28,16 +35,79 @@ def eval_file(result: dict) -> str:
     return result.get("eval_file") or ("baseline.json" if result.get("run", "").startswith("baseline-") else "eval.json")
 
 
+PROBES = ("online", "post-hoc", "post-hoc quantised")
+# probe -> the part of a post-hoc result (posthoc.json) that holds its numbers
+PROBE_PARTS = {"post-hoc": "head", "post-hoc quantised": "quantised"}
+NO_RECIPE = "\u2014"  # the raw features: no training
+# the two training recipes (presets/paper.yaml, presets/proxy.yaml): lr, probe lr, gradient clipping, dropout masks
+RECIPES = {"STEGO": (5e-4, 5e-3, 0.0, True),   # STEGO src/train_segmentation.py @eb4d6b5: Adam 5e-4 / 5e-3, no clip
+           "EQUSS": (3e-4, 3e-3, 10.0, False)}  # EQUSS train.py @da82dea: 3e-4 / 3e-3, clip 10, one shared mask
+
+
+def recipe_of(cfg: dict | None) -> str:
+    """Which training recipe a run's config (a dict: ``config.yaml`` / an evaluation's provenance
+    ``config``) is: ``STEGO`` (lr 5e-4, probe lr 5e-3, no gradient clipping, ``dropout_per_branch``),
+    ``EQUSS`` (3e-4, 3e-3, clip 10, one shared dropout mask), ``other`` for any other mix; "—" without a
+    training config (the raw-feature baseline)."""
+    if not isinstance(cfg, dict) or not isinstance(cfg.get("train"), dict) or not isinstance(cfg.get("model"), dict):
+        return NO_RECIPE
+    t, m = cfg["train"], cfg["model"]
+    try:
+        have = (float(t["lr"]), float(t["probe_lr"]), float(t["clip_grad"]), bool(m.get("dropout_per_branch", False)))
+    except (KeyError, TypeError, ValueError):
+        return NO_RECIPE
+    for name, (lr, probe_lr, clip, per_branch) in RECIPES.items():
+        if (math.isclose(have[0], lr, rel_tol=1e-9) and math.isclose(have[1], probe_lr, rel_tol=1e-9)
+                and math.isclose(have[2], clip, abs_tol=1e-12) and have[3] == per_branch):
+            return name
+    return "other"
+
+
+def resolution_of(result: dict) -> int | None:
+    """The evaluation resolution (crop size) of an evaluation: a baseline's ``eval_resolution`` (its
+    ``resolution`` is the training split's), else its provenance's ``resolution`` (an evaluation, the
+    post-hoc probes), else its config's ``data.eval_resolution``; None if it names none."""
+    prov = result.get("provenance") or {}
+    for value in (prov.get("eval_resolution"), prov.get("resolution"),
+                  ((prov.get("config") or {}).get("data") or {}).get("eval_resolution")):
+        if value is not None:
+            return int(value)
+    return None
+
+
+def is_baseline(result: dict) -> bool:
+    return eval_file(result) == "baseline.json"
+
+
 def row(method: str, result: dict, dataset: str = "", seed: int | None = None, crf: bool = False,
-        source: str = MEASURED, **extra) -> dict:
-    """One table row: ``method, dataset, seed, crf, run, eval, unsup_acc, unsup_miou, linear_acc,
-    linear_miou, source`` (+ ``extra`` columns).  ``crf``: the CRF-refined numbers of a
-    ``run(cfg, crf=True)`` result.  Numbers are kept at full precision (the Markdown rounds)."""
+        source: str = MEASURED, probe: str | None = None, **extra) -> dict:
+    """One table row: ``method, dataset, seed, crf, run, eval, probe, resolution, recipe, unsup_acc,
+    unsup_miou, linear_acc, linear_miou, source`` (+ ``extra`` columns).  ``crf``: the CRF-refined
+    numbers of a ``run(cfg, crf=True)`` result.  ``probe`` (:data:`PROBES`): ``online`` for a run's
+    evaluation (the default), ``post-hoc`` / ``post-hoc quantised`` for the head / quantised part of a
+    :func:`equss.paper.runs.posthoc` result; a raw-feature baseline's row is ``post-hoc`` (its probes
+    are fitted on frozen features).  ``resolution`` and ``recipe`` come from the result's provenance
+    (:func:`resolution_of`, :func:`recipe_of`).  Numbers are kept at full precision (the Markdown rounds)."""
+    baseline = is_baseline(result)
+    probe = probe or ("post-hoc" if baseline else "online")
+    if probe not in PROBES:
+        raise ValueError(f"probe must be one of {', '.join(PROBES)}, got {probe!r}")
+    part = PROBE_PARTS.get(probe) if not baseline else None
+    if baseline and probe != "post-hoc":
+        raise ValueError(f"a raw-feature baseline's probes are post-hoc, not {probe!r}")
+    numbers = result.get(part) if part else result
+    if not isinstance(numbers, dict) or "cluster" not in numbers:
+        what = f"no {part!r} part" if part else "no online probes (a post-hoc result needs probe='post-hoc')"
+        raise ValueError(f"{eval_file(result)} of {result.get('run', 'this result')} has {what} for probe {probe!r}")
+    if crf and part:
+        raise ValueError("post-hoc probes are evaluated without the CRF")
     seed = seed if seed is not None else result.get("provenance", {}).get("seed")
+    config = (result.get("provenance") or {}).get("config")
     out = {"method": method, "dataset": dataset, "seed": seed, "crf": bool(crf), "run": result.get("run", ""),
-           "eval": eval_file(result)}
+           "eval": eval_file(result), "probe": probe, "resolution": resolution_of(result),
+           "recipe": NO_RECIPE if baseline else recipe_of(config)}
     for col, (group, key) in METRIC_KEYS.items():
-        out[col] = float(result[group + ("_crf" if crf else "")][key])
+        out[col] = float(numbers[group + ("_crf" if crf else "")][key])
     out["source"] = source
     out.update(extra)
     return out

@@ -15,12 +15,15 @@
 
 ``check_numbers(results_dir)`` is the number-level check alone (records, and each number of
 every table against its record): every measured row names a record ``runs/<run>/`` that
-exists and the file in it (``eval`` column: ``eval.json``, ``eval_crf.json``,
-``baseline.json``, ``eval_step_<N>.json``, ``fig4.json``, ...); every numeric column of a
+exists and the file in it (``eval`` column: ``eval.json``, ``eval_crf.json``, ``eval_r224.json``,
+``baseline.json``, ``posthoc.json``, ``eval_step_<N>.json``, ``fig4.json``, ...); every numeric column of a
 measured row is either a measurement listed in :data:`COLUMNS` (its value must equal the one
-in the record, to 1e-9; a blank one is reported) or a fact of the configuration listed in
+in the record, to 1e-9; a blank one is reported; a post-hoc row's from its ``probe``'s part of
+``posthoc.json``), what its evaluation file says of how it was measured (:data:`MEASURED_AT`: the
+``resolution``), or a fact of the configuration listed in
 :data:`FACTS` (seed, head width, M, K: compared with the record's ``config.yaml``); any other
-numeric column is reported as untraced.
+numeric column is reported as untraced.  The text columns ``probe`` and ``recipe`` are compared
+by the rebuild (:mod:`equss.paper.rebuild`).
 
 ``python -m equss.paper.trace results/proxy`` prints the problems of :func:`check` (exit 1 when any).
 """
@@ -33,7 +36,7 @@ import sys
 from pathlib import Path
 
 from equss.paper import rebuild
-from equss.paper.tables import MEASURED, METRIC_KEYS
+from equss.paper.tables import MEASURED, METRIC_KEYS, PROBE_PARTS, resolution_of
 
 DERIVED = {"claims.csv"}  # computed from the tables, not from records
 
@@ -43,7 +46,16 @@ def _truthy(v) -> bool:
 
 
 def _metric(group: str, key: str):
-    return lambda doc, row: doc[group + ("_crf" if _truthy(row.get("crf", "")) else "")][key]
+    """A metric of the row's file: ``doc[group(+_crf)][key]``; a post-hoc row (``probe`` post-hoc /
+    post-hoc quantised) of a post-hoc file reads its part (``doc[part][group]``, or the per-image
+    group ``<part>_<group>`` of :mod:`equss.pipeline.posthoc` when ``doc`` is keyed by those)."""
+    def get(doc, row):
+        g = group + ("_crf" if _truthy(row.get("crf", "")) else "")
+        part = PROBE_PARTS.get(row.get("probe") or "")
+        if part and g not in doc:  # not a baseline (its post-hoc numbers are at the top)
+            return (doc[part][g] if part in doc else doc[f"{part}_{g}"])[key]
+        return doc[g][key]
+    return get
 
 
 def _log_val(key: str):
@@ -61,6 +73,8 @@ COLUMNS.update({
     "val_linear_miou": ("log.jsonl", _log_val("linear_mIoU")),
     "val_linear_acc": ("log.jsonl", _log_val("linear_Accuracy")),
 })
+# column -> what the row's evaluation file says of how it was measured (its provenance), compared too
+MEASURED_AT = {"resolution": resolution_of}
 # column -> path in the record's resolved config (None: an index, not compared)
 FACTS = {"seed": ("train", "seed"), "dim": ("model", "head_dim"), "M": ("model", "num_codebooks"),
          "K": ("model", "codebook_size"), "step": None, "class_index": None, "class_a_index": None,
@@ -148,6 +162,12 @@ def check_table(path: Path, runs: Path) -> list[str]:
                 problems.append(f"{where}: {col} is blank in a measured row")
                 continue
             if value is None or col in ("run", "eval", "source", "crf"):
+                continue
+            if col in MEASURED_AT:
+                f = record / (row.get("eval") or "eval.json")
+                got = MEASURED_AT[col](doc(f)) if f.is_file() else None
+                if got is None or not _same(got, value):
+                    problems.append(f"{where}: {col} = {text} but runs/{row['run']}/{f.name} says {got}")
                 continue
             if col in FACTS:
                 if FACTS[col] is not None and cfg is not None:
