@@ -38,7 +38,8 @@ def test_summary_is_numpy_mean_and_sample_std(tmp_path):
     tables.save_table(rows, tmp_path, "t", caption="cap")
     md = (tmp_path / "t.md").read_text()
     mean, std = summ[1]["unsup_miou"]
-    assert "| EQUSS | camvid | no | 4 | " in md and f"{mean:.1f} ± {std:.1f}" in md
+    # probe, resolution (none in these results' provenance) and recipe ("—" without a config) before n
+    assert "| EQUSS | camvid | no | online |  | — | 4 | " in md and f"{mean:.1f} ± {std:.1f}" in md
     assert "| EQUSS [paper] |" in md and "quoted (paper)" in md and "(mean ± std, 4 seeds)" in md
     with open(tmp_path / "t.csv") as fh:
         got = list(csv.DictReader(fh))
