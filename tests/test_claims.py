@@ -458,3 +458,26 @@ def test_write_markdown_and_csv(tmp_path):
     assert float(rows[0]["p_holm"]) == pytest.approx(vs[0].p_holm)
     html = claims.styled(vs).to_html()
     assert claims.VERDICT_COLOURS[claims.HOLDS] in html
+
+
+def test_tables_before_the_study_keep_their_claims_and_layout(tmp_path):
+    """Tables without the study's columns (no probe / resolution / recipe, no tuning.json): one family, no
+    intersection rows, no secondary rows, and claims.csv / claims.md in their old layout (the committed
+    results/proxy claims are recomputed field by field by tests/test_traceability.py)."""
+    t = _synthetic_tables()
+    assert not claims.is_study(t)
+    vs = claims.paper_claims(t, power=False)
+    assert {v.family for v in vs} == {claims.PRIMARY} and not any(v.parts or v.part_of for v in vs)
+    assert [v.claim for v in vs if v.source.startswith("Table 1")][:4] == ["EQUSS > STEGO (camvid)"] * 4
+    assert claims.columns(vs) == list(claims.Verdict.COLUMNS)
+    claims.write(vs, tmp_path)
+    header = (tmp_path / "claims.md").read_text().splitlines()[0]
+    assert header == ("| claim (paper) | where | metric | verdict | estimate [interval] | p → Holm | n "
+                      "| power · MDE · n needed | test |")
+    # the arms are still computed (the notebook's styled table shows them): the recipes differ, tuning unrecorded
+    eq = _by_claim(vs)["EQUSS > STEGO (camvid)", "unsup. mIoU"]
+    assert eq.arms.startswith("recipes differ: EQUSS: its recipe, STEGO: its recipe (lr 0.0003 vs 0.0005)")
+    assert "shifts' tuning not recorded" in eq.arms
+    # a tuning.json alone makes them the study's: the study's columns are written
+    assert claims.columns(claims.paper_claims({**t, "tuning": {"arms": {}}}, power=False))[-4:] == list(
+        claims.Verdict.STUDY_COLUMNS)

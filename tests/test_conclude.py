@@ -198,3 +198,41 @@ def test_preview_draws_the_committed_results(tmp_path):
     assert [p.stem for p in written] == expected
     for p in written:
         assert mpimg.imread(p).shape[2] in (3, 4)
+
+
+def test_conclusion_of_the_study_names_both_comparisons_the_arms_and_the_secondary_families():
+    """The study's tables (test_claims_study: EQUSS beats STEGO and M1 on unsupervised mIoU; online linear
+    probes contradict it, converged ones do not; at 224 STEGO leads): the claim with its two comparisons
+    under it, the recipe mismatch of the comparison with STEGO, the secondary families beside their primary
+    verdicts, and the count of contradicted linear verdicts that survive converged probes."""
+    from test_claims_study import VS_M1, VS_STEGO, study_tables
+
+    t = study_tables()
+    V = claims.paper_claims(t, power=False)
+    text = conclude.text(V, "Table 1", list(t))
+    lines = text.split("\n")
+    by = {(v.family, v.claim, v.metric): v for v in V}
+    whole = by[claims.PRIMARY, "EQUSS > STEGO (camvid)", "unsup. mIoU"]
+    head = next(i for i, line in enumerate(lines) if line.startswith("- **EQUSS > STEGO (camvid)**"))
+    assert f"unsup. mIoU {_fmt(whole.estimate)} [" in lines[head] and "→ **holds**" in lines[head]
+    assert lines[head + 1].startswith("  - *vs STEGO, its own recipe*: ")
+    assert lines[head + 2].startswith("  - *vs M1, STEGO's head on EQUSS's recipe*: ")
+    assert "— arms: recipes differ: EQUSS: EQUSS's recipe, STEGO: STEGO's recipe" in lines[head + 1]
+    assert "— arms" not in lines[head + 2]  # matched: nothing to name
+    # the counts: the claim's rows, not its comparisons (4 metrics x 3 claims of Table 1)
+    assert "Of the 12 tests of the paper's 3 claims on Table 1 (one per metric)" in text
+    # the primary family's size: its tested rows without the intersection rows, the secondary ones apart
+    primary = [v for v in V if v.family == claims.PRIMARY and not v.parts and v.p == v.p]
+    assert f"Holm's correction over the {len(primary)} tested claims" in text
+    assert "the post-hoc probes and resolution check are corrected in families of their own" in text
+    post = by[claims.POSTHOC_FAMILY, VS_STEGO, "linear mIoU"]
+    assert (f"linear mIoU {_fmt(post.estimate)} [{_fmt(post.low)}, {_fmt(post.high)}] (paper {_fmt(2.9)}), "
+            f"p (Holm) {post.p_holm:.2g} → **holds** (primary {_fmt(post.counterpart.estimate)} → contradicted)") in text
+    assert "Of the 2 linear verdicts contradicted with the online probes, with converged probes 2 hold." in text
+    r = by[claims.RESOLUTION_FAMILY, VS_M1, "unsup. mIoU"]
+    assert "**Evaluated at resolution 224**" in text and f"unsup. mIoU {_fmt(r.estimate)} [" in text
+    # the claims notebook: the five contradicted linear verdicts of the design (2 of Table 1, 3 of Table 3)
+    overall = conclude.overall_text(V, list(t))
+    assert "Of the 5 linear verdicts contradicted with the online probes, with converged probes 5 hold." in overall
+    assert "EQUSS > STEGO (dubai_aerial) (Table 2, unsup. Acc" in overall
+    assert "; vs STEGO holds; vs M1 contradicted)" in overall.split("Contradicted:")[1]
