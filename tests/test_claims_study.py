@@ -425,3 +425,42 @@ def test_power_columns_of_the_study():
     assert isinstance(q.design, claims.BlockContrast)
     assert q.power == pytest.approx(q.design.power_now(q.paper_effect, q.alpha_power))
     assert q.n_needed == q.design.n_needed(q.paper_effect, q.alpha_power)
+
+
+def test_bootstrap_spec_reads_each_rows_evaluation_and_probe_group(study):
+    """The test-set bootstrap of a post-hoc row resamples the per-image counts of posthoc.json's group of
+    that probe (equss.pipeline.posthoc: ``<head|quantised>_<cluster|linear>``); a 224 row its eval_r224.json."""
+    _, vs = study
+    post = _family(vs, claims.POSTHOC_FAMILY)[VS_STEGO, "linear mIoU"].boot_spec
+    assert post["arms"]["EQUSS"] == [(f"camvid-camvid-equss-seed{s}", "posthoc.json", "quantised_linear")
+                                     for s in range(10)]
+    assert {g for _, _, g in post["arms"]["STEGO"]} == {"head_linear"}
+    whole = _family(vs, claims.RESOLUTION_FAMILY)["EQUSS > STEGO (camvid)", "unsup. Acc"].boot_spec
+    assert whole["contrasts"] == [{"EQUSS": 1, "STEGO": -1}, {"EQUSS": 1, "M1": -1}]  # the margin to the closer
+    assert {(e, g) for rows in whole["arms"].values() for _, e, g in rows} == {("eval_r224.json", "cluster")}
+
+
+def test_rebuild_checks_the_study_claims_csv(tmp_path):
+    """rebuild.check_claims recomputes a study claims.csv (the study's columns included) from the folder's
+    tables and tuning.json, and catches an edited arms cell."""
+    import csv
+    import json
+
+    from equss.paper import rebuild
+
+    t = study_tables(noise=1.0)
+    t["table1"].to_csv(tmp_path / "table1.csv", index=False)
+    (tmp_path / "tuning.json").write_text(json.dumps(t["tuning"]))
+    claims.write(claims.paper_claims(claims.load_tables(tmp_path)), tmp_path)
+    assert rebuild.check_claims(tmp_path) == []
+    with open(tmp_path / "claims.csv", newline="") as fh:
+        reader = csv.DictReader(fh)
+        header, rows = reader.fieldnames, list(reader)
+    assert header[-4:] == list(claims.Verdict.STUDY_COLUMNS)
+    rows[0]["arms"] = "matched"
+    with open(tmp_path / "claims.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=header)
+        w.writeheader()
+        w.writerows(rows)
+    problems = rebuild.check_claims(tmp_path)
+    assert len(problems) == 1 and problems[0].startswith("claims.csv:2: arms = 'matched'")

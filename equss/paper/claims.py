@@ -1,4 +1,4 @@
-"""The paper's claims, decided from the training runs with one multiplicity-corrected family.
+"""The paper's claims, decided from the training runs, each family corrected for multiplicity.
 
 Design (issue 25)
 -----------------
@@ -28,7 +28,8 @@ Design (issue 25)
     the seed variance is positive; ``MixedLM``'s own z-test would be anti-conservative at 3 seeds);
   - arms that do not share batches: **Welch** t (``scipy.stats.ttest_ind(equal_var=False)``).
 * **One family, Holm-Bonferroni.**  Every claim with a p-value is one hypothesis of a single
-  family; ``statsmodels.stats.multitest.multipletests(method="holm")`` adjusts them.  ``p`` is the
+  family (the primary one; the study's secondary families, below, are corrected each on its own);
+  ``statsmodels.stats.multitest.multipletests(method="holm")`` adjusts them.  ``p`` is the
   raw (two-sided, or TOST) p-value, ``p_holm`` the adjusted one, and the verdict uses ``p_holm``:
 
   - **holds**: ``p_holm < 0.05`` and the estimate has the claimed sign;
@@ -84,6 +85,58 @@ Design (issue 25)
   re-fits it) and recomputes the claim's estimate (the contrast of arm means over seeds; for "Q3 best"
   the margin to the closest arm).  These columns (``BOOT_COLUMNS``) appear only when the records hold
   per-image counts; a claim they do not cover says why in ``boot_note``.
+
+The study (issue 26)
+--------------------
+The study's tables carry three more columns (``equss.paper.tables``): ``probe`` ("online": the official
+protocol's online probes; "post-hoc": a linear probe and k-means fit to convergence on the frozen head
+output, the raw-feature row's rule; "post-hoc quantised": the same on EQUSS's product-quantised output),
+``resolution`` (the evaluation resolution) and ``recipe`` ("STEGO" / "EQUSS" / "—"); the results folder
+holds ``tuning.json`` (the loss shifts tuned on validation per preset, :mod:`equss.paper.tuning`).  Rows
+written before these columns existed read as online probes at their run's own ``data.eval_resolution``
+with an unknown recipe, and such tables give exactly the claims and the claims.csv layout of before
+(:func:`is_study`; the study's columns :attr:`Verdict.STUDY_COLUMNS` are written only for the study's
+tables).
+
+* **EQUSS > STEGO against two arms.**  STEGO on its official recipe differs from EQUSS in the head *and*
+  the recipe (optimiser, clipping, dropout, probe input); M1, STEGO's 70-d head trained on EQUSS's recipe
+  (``camvid-M1`` / ``dubai-M1``, also Table 3's M1 row), differs only in the expansion and the PQ.  Where a
+  dataset's rows have M1, each comparison is its own row (``... : vs STEGO, its own recipe`` and ``... :
+  vs M1, STEGO's head on EQUSS's recipe``; paired t when ``Configs.shares_batches``, Welch otherwise), both
+  hypotheses of the primary family, and the claim's row ``EQUSS > STEGO (<dataset>)`` is decided from them
+  by intersection-union (:func:`intersection`, :func:`_decide_intersection`): the claim is the conjunction
+  "EQUSS beats STEGO and beats M1", so it **holds** only where both comparisons hold (its adjusted p is the
+  larger of theirs: the IUT needs no further correction), and it is **contradicted** where either comparison
+  is contradicted (one false conjunct falsifies the conjunction; its adjusted p is the smaller of the
+  contradicted ones'); otherwise inconclusive.  The row adds no hypothesis to Holm's family (its decision is
+  a function of the parts' adjusted decisions, so the family-wise error stays at alpha).  Its estimate is
+  the margin to the closer arm; its power the product of the parts' (a lower bound: the parts share the
+  EQUSS runs; :class:`~equss.paper.claims_power.Intersection`).  Without M1 (tables before the study) the
+  claim is the one comparison with STEGO, as before.  The paper's effect for the M1 comparison is its
+  EQUSS - STEGO effect (the paper's Table 3 M1 row repeats its Table 1 STEGO row).
+* **Arms** (column ``arms``, :meth:`~equss.paper.claims_arms.Configs.matched`): whether a claim's arms are
+  recipe- and tuning-matched (recipe keys, steps, checkpoint policy, each arm's shifts equal to the ones
+  tuned for its preset by the one rule of ``tuning.json``), or the mismatch named ("recipes differ: EQUSS:
+  EQUSS's recipe, STEGO: STEGO's recipe (lr ...)", "Fig. 6 cells: the runs take camvid-equss's tuned shifts
+  (tuned at num_codebooks 32; these runs: ...)"), read from the run configs and ``tuning.json``, never typed.
+* **Families** (column ``family``).  The verdicts above are the **primary** family: online probes, each
+  table's own resolution.  Two secondary families, each with its own Holm correction so that adding them
+  does not dilute the primary one: **post-hoc probes**, every linear-probe claim (Tables 1 and 3) re-estimated
+  on the converged post-hoc probes of the representation each arm's online probe reads (the quantised
+  output for PQ arms, the head output otherwise; the raw-backbone row is the same in both families, its
+  probes being that rule already; column ``probe``); and **resolution check**, Table 1's EQUSS vs STEGO and
+  vs M1 (and the claim decided from them) at every other evaluation resolution (224 beside the proxy's 448;
+  column ``resolution``).  Each secondary row's note gives its primary row's estimate and verdict, and for
+  the resolution check the change of the estimate between the two resolutions paired over seeds: whether a
+  linear verdict contradicted with the online probes survives converged probes, and whether the ranking
+  depends on the evaluation resolution.
+* **Unbalanced seeds.**  Table 3's M1 and Q3 are Table 1's runs (10 seeds), the other arms 6: the mixed model
+  takes the unbalanced design (every seed run by two or more arms must share batches), the contrast is
+  tested on the between-within df ``N - arms - (seeds - 1)`` (the residual df of the additive arm + seed
+  model), ``n`` is the fewest seeds among the contrast's arms, and the power as it ran uses the fitted
+  standard error while the runs needed are those of a balanced design
+  (:class:`~equss.paper.claims_power.BlockContrast`).  tests/test_claims_study.py checks the type I error and
+  the power against simulated unbalanced studies.
 """
 from __future__ import annotations
 
@@ -917,9 +970,9 @@ def _view(df, cfg: Configs, probe: str = ONLINE, resolution=None):
         if probes is None:
             return None
         keep = []
-        for method, g in d.groupby("method", sort=False):
+        for key, g in d.groupby(["method", "dataset"] if "dataset" in d else ["method"], sort=False):
             p = probes[g.index]
-            raw = method == RAW or ("recipe" in g and (g["recipe"].astype(str) == "—").all())
+            raw = key[0] == RAW or ("recipe" in g and (g["recipe"].astype(str) == "—").all())
             want = next((x for x in (POSTHOC_QUANTISED, POSTHOC) if (p == x).any()), ONLINE if raw else None)
             if want is not None:
                 keep += g.index[p == want].tolist()
