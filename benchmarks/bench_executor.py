@@ -21,6 +21,13 @@ Why the speed-up is what it is (``diagnosis`` in the JSON, from
 at 1 thread and at all cores in one process (how well one run uses the cores), and ``cores``
 one-thread processes at once (how much they slow each other: memory bandwidth, caches).  The
 pool's ceiling is ``cores x step(1 process, all threads) / step(cores processes, 1 thread)``.
+Memory bandwidth (``bandwidth``): a 256 MiB array copied by one process, then by ``cores``
+processes at once (GB/s each and together): where the together figure is not ``cores`` times the
+single one, concurrent runs share one memory bus.
+
+``--study``: also the whole proxy study's predicted wall time, serially and in the pool (every
+notebook's plan summed, ``equss reproduce all --plan``, on an empty run cache; it calibrates every
+model shape of the study once: tens of minutes; with ``--quick`` the smoke study's, a check only).
 
 ``--quick``: smoke scale on the generated smoke data (a few images, 4 steps), 1 repeat: checks
 that the benchmark runs, says nothing about the speed-up (per-run overheads dominate).
@@ -63,9 +70,57 @@ def requests(a: dict):
                                     device="cpu")) for p in a["presets"]]
 
 
+def _copy_rate(args) -> float:
+    """GB/s of copying a ``mib`` MiB float64 array ``reps`` times in this process (after ``barrier``)."""
+    import numpy as np
+
+    mib, reps, barrier = args
+    a = np.ones(mib << 17)  # float64: 2**17 per MiB
+    b = np.empty_like(a)
+    np.copyto(b, a)  # touched before timing
+    barrier.wait()
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        np.copyto(b, a)
+    return 2 * a.nbytes * reps / (time.perf_counter() - t0) / 1e9  # read + write
+
+
+def bandwidth(processes: int, mib: int = 256, reps: int = 20) -> dict:
+    """Copy bandwidth of one process alone and of ``processes`` at once (spawned, started together)."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    out = {}
+    for n in sorted({1, processes}):
+        with ctx.Manager() as m:
+            barrier = m.Barrier(n)
+            with ctx.Pool(n) as pool:
+                rates = pool.map(_copy_rate, [(mib, reps, barrier)] * n)
+        out[n] = {"each_gb_s": [round(r, 2) for r in rates], "total_gb_s": round(sum(rates), 2)}
+    one, all_ = out[1]["total_gb_s"], out[processes]["total_gb_s"]
+    return {"array_mib": mib, "by_processes": {str(k): v for k, v in out.items()},
+            "scaling": round(all_ / one, 2) if one else None}
+
+
+def study_plan(work: Path, scale: str) -> dict:
+    """The whole study's plan (every notebook, empty run cache): predicted serial and pool wall time."""
+    from equss.pipeline.reproduce import plan
+
+    plans = plan(["all"], scale, results=str(work / "study-results"), progress=False)
+    preds = [p["prediction"] for p in plans if p.get("prediction")]
+    par = preds[0]["parallel"] if preds else {}
+    return {"notebooks": [p["notebook"] for p in plans], "new": sum(p["counts"]["new"] for p in plans),
+            "jobs": sum(len(p["jobs"]) for p in plans),
+            "serial_s": round(sum(q["serial"]["wall_s"] for q in preds), 1),
+            "parallel_s": round(sum(q["parallel"]["wall_s"] for q in preds), 1),
+            "layout": f"{par.get('workers')} x {par.get('threads')}"}
+
+
 def child(a: dict) -> dict:
     from equss.paper import executor as ex
 
+    if a["what"] == "study":
+        return study_plan(Path(a["work"]), a["scale"])
     reqs = requests(a)
     if a["what"] == "warm":  # untimed: caches, layout measurement, calibration, the plan's prediction
         from equss.paper import jobs
@@ -75,7 +130,8 @@ def child(a: dict) -> dict:
         diagnosis = ex.measure_layout(refresh=True)
         lay = ex.layout(a.get("workers"), a.get("threads"), scale=a["scale"])
         pred = ex.plan(reqs, workers=lay["workers"], threads=lay["threads"])["prediction"]
-        return {"layout": lay, "diagnosis": diagnosis, "prediction": pred}
+        return {"layout": lay, "diagnosis": diagnosis, "prediction": pred,
+                "bandwidth": bandwidth(ex.cores(), mib=32 if a["scale"] == "smoke" else 256)}
     t0 = time.perf_counter()
     kw = {"workers": a["workers"], "threads": a["threads"]} if a["what"] == "local" else {}
     results = ex.run_many(reqs, executor=a["what"], progress=False, logs=a["logs"], **kw)
@@ -121,6 +177,8 @@ def main() -> None:
     p.add_argument("--workers", type=int, help="local pool workers (default: measured layout)")
     p.add_argument("--threads", type=int, help="threads per worker (default: measured layout)")
     p.add_argument("--timeout", type=float, default=6 * 3600, help="per measurement, seconds")
+    p.add_argument("--study", action="store_true", help="also the whole proxy study's predicted wall time "
+                                                        "(equss reproduce all --plan; calibrates every model shape)")
     args = p.parse_args()
     if args.device != "cpu":
         raise SystemExit("bench_executor measures the CPU pool; --device cpu only")
@@ -166,12 +224,23 @@ def main() -> None:
                  "thread_scaling": (one / all_threads) if one and all_threads else None,
                  "contention": (together / one) if one and together else None,
                  "pool_ceiling": (n * all_threads / together) if all_threads and together else None}
+    bw = w["bandwidth"]
+    diagnosis["memory_copy_gb_s_1_process"] = bw["by_processes"]["1"]["total_gb_s"]
+    diagnosis[f"memory_copy_gb_s_{n}_processes"] = bw["by_processes"].get(str(n), {}).get("total_gb_s")
+    diagnosis["memory_bandwidth_scaling"] = bw["scaling"]
+    study = None
+    if args.study:
+        print("the whole proxy study's plan (equss reproduce all --plan; untimed) ...", flush=True)
+        study = run_child({**a, "what": "study", "work": str(work)}, fresh_cache(work, warm, "study"), args.timeout)
     loads = [r["load_avg"][0] for v in measured.values() for r in v]
     scope = "" if not args.quick else " (quick: smoke scale, overheads dominate)"
     heads = [bl.headline(f"trainings+evaluations per hour, local pool / serial{scope}", round(speedup, 2), "x",
                          f">= {TARGET:g}x on 2 cores", speedup >= TARGET),
              bl.headline("local pool runs per hour", round(med["local"], 1), "runs/h"),
              bl.headline("serial runs per hour", round(med["serial"], 1), "runs/h")]
+    if study:
+        heads.append(bl.headline(f"whole proxy study predicted, serial / pool {study['layout']}",
+                                 f"{study['serial_s'] / 3600:.1f} h / {study['parallel_s'] / 3600:.1f} h", ""))
     ceiling = diagnosis["pool_ceiling"]
     note = (f"{len(args.presets)} runs ({', '.join(args.presets)}, {args.steps or 'preset'} steps, {scale}), "
             f"medians of {repeats} alternating serial/local measurements in fresh processes, warm feature caches; "
@@ -179,12 +248,16 @@ def main() -> None:
             + (f"Synthetic proxy step: {diagnosis['thread_scaling']:.2f}x faster at {n} threads than at 1; "
                f"{n} one-thread processes at once each {diagnosis['contention']:.2f}x slower than alone; pool ceiling "
                f"{ceiling:.2f}x. " if ceiling else "")
+            + (f"Memory copy bandwidth: {diagnosis['memory_copy_gb_s_1_process']:.1f} GB/s one process, "
+               f"{diagnosis[f'memory_copy_gb_s_{n}_processes']:.1f} GB/s {n} at once "
+               f"({diagnosis['memory_bandwidth_scaling']:.2f}x). " if diagnosis.get("memory_bandwidth_scaling") else "")
             + f"Predicted wall time: serial {pred['serial']['wall_s']:.0f} s, local {pred['parallel']['wall_s']:.0f} s. "
             + "Serial runs at the default thread count and the pool at its own: their last digits may differ.")
     bl.write_result("bench_executor", {
         "quick": args.quick, "machine": bl.machine("cpu"), "args": {k: v for k, v in vars(args).items() if k != "child"},
         "repeats": repeats, "layout": lay, "headline": heads, "rows": rows, "diagnosis": diagnosis,
-        "layout_measurement": w["diagnosis"], "prediction": pred, "measurements": measured, "note": note},
+        "layout_measurement": w["diagnosis"], "bandwidth": bw, "prediction": pred, "study_prediction": study,
+        "measurements": measured, "note": note},
         args.out_dir)
 
 

@@ -5,7 +5,8 @@
 Each ``bench_X.py`` runs in its own process and writes ``results/bench/bench_X.json``;
 a failing benchmark is reported and the others still run (exit code 1 at the end).
 ``--quick`` passes ``--quick`` to each and skips ``bench_proxy`` (the full proxy Table 1
-run; ``bench_executor --quick`` runs at smoke scale).  The README table is built from the JSON files present, so it always shows the
+run; ``bench_executor --quick`` runs at smoke scale); without it ``bench_executor`` also predicts
+the whole proxy study's wall time (``--study``).  The README table is built from the JSON files present, so it always shows the
 latest figure of each benchmark and the machine it came from.
 """
 from __future__ import annotations
@@ -79,7 +80,7 @@ def main() -> int:
                 print("== bench_proxy: skipped in --quick mode", flush=True)
                 continue
             cmd = [sys.executable, str(HERE / f"bench_{name}.py"), "--device", args.device, "--out-dir", str(out_dir)]
-            cmd += ["--quick"] if args.quick else []
+            cmd += ["--quick"] if args.quick else (["--study"] if name == "executor" else [])
             print(f"\n== bench_{name}: {' '.join(cmd[1:])}", flush=True)
             t0 = time.perf_counter()
             rc = subprocess.run(cmd, cwd=bl.ROOT).returncode
