@@ -279,7 +279,7 @@ def test_study_table1_rows_trace_to_their_records(camvid, tmp_path, monkeypatch)
     header, saved = _csv(res / "table1.csv")
     assert header[6:9] == ["probe", "resolution", "recipe"]
     got = {(r["method"], r["crf"], r["probe"], r["resolution"], r["recipe"]) for r in saved if r["source"] == "measured"}
-    assert ("DINO (raw features)", "False", "post-hoc", "56", "\u2014") in got
+    assert ("DINO (raw features)", "False", "online", "56", "\u2014") in got
     assert ("STEGO", "True", "online", "28", "STEGO") in got and ("M1", "False", "post-hoc", "28", "EQUSS") in got
     assert ("EQUSS", "False", "post-hoc quantised", "28", "EQUSS") in got and ("EQUSS", "False", "online", "56", "EQUSS") in got
 

@@ -179,7 +179,7 @@ def _step(fname: str) -> int:
 
 def metric_rows(rec: Record, fname: str, label: str, extra: dict) -> list[dict]:
     """The rows of a table of Acc / mIoU numbers from one file, by :func:`equss.paper.tables.row`: one
-    row of an evaluation (``probe`` online; a baseline's post-hoc), one per part of a post-hoc file
+    row of an evaluation or a baseline (``probe`` online), one per part of a post-hoc file
     (``posthoc.json``: ``post-hoc`` from its head part, ``post-hoc quantised`` from its quantised part)."""
     result = {**rec.doc(fname), "run": rec.name, "eval_file": fname}
     if Path(fname).name.startswith("posthoc"):
@@ -280,12 +280,12 @@ def _resolutions(groups: list[tuple], prov: dict, i: int, main_of=lambda g: True
 
 
 def table1_configurations(groups, prov) -> set:
-    """Table 1 (issue 26): the raw features (post-hoc probes: k-means + linear) and STEGO, M1 and EQUSS
-    with their online probes without and with the CRF and their post-hoc probes (EQUSS also on its
-    quantised vectors), at the evaluation resolution; every arm also without the CRF at each check
-    resolution (224, the training resolution, at proxy scale)."""
+    """Table 1 (issue 26): the raw features (k-means + linear probe; probe column ``online``, recipe "—")
+    and STEGO, M1 and EQUSS with their online probes without and with the CRF and their post-hoc probes
+    (EQUSS also on its quantised vectors), at the evaluation resolution; every arm also without the CRF
+    at each check resolution (224, the training resolution, at proxy scale)."""
     main, checks = _resolutions(groups, prov, 3, main_of=lambda g: g[1] is True)
-    out = {(BASELINE, False, "post-hoc", r) for r in [main, *checks]}
+    out = {(BASELINE, False, "online", r) for r in [main, *checks]}
     for m in TRAINED:
         out |= {(m, False, "online", main), (m, True, "online", main), (m, False, "post-hoc", main)}
         out |= {(m, False, "online", r) for r in checks}
@@ -308,9 +308,9 @@ def table2_configurations(groups, prov) -> set:
                                     main_of=lambda g: g[2] == "online")
         methods = ["STEGO", "EQUSS"] + (["M1"] if any(g[0] == "M1" for g in mine) else [])
         out |= {(m, t, "online", r) for m in methods for r in [main, *checks]}
-        if any(g[0] in TRAINED and g[2] != "online" for g in mine):
+        if any(g[2] != "online" for g in mine):
             out |= {(m, t, "post-hoc", main) for m in methods} | {("EQUSS", t, "post-hoc quantised", main)}
-        out |= {(BASELINE, t, "post-hoc", r) for r in [main, *checks] if any(g[0] == BASELINE for g in mine)}
+        out |= {(BASELINE, t, "online", r) for r in [main, *checks] if any(g[0] == BASELINE for g in mine)}
     return out
 
 

@@ -9,11 +9,12 @@ standard deviation over seeds of each measured configuration, with the seed coun
 paper's quoted rows marked quoted.
 
 Every row says how it was measured (issue 26), each column derived from the record it cites:
-``probe`` (:data:`PROBES`: ``online``, the official protocol's probes trained with the head;
-``post-hoc``, probes fitted to convergence on frozen features by the raw-feature row's rule, which is
-also what the raw-feature row itself is; ``post-hoc quantised``, the same on EQUSS's product-quantised
-vectors: :mod:`equss.pipeline.posthoc`), ``resolution`` (the evaluation crop size) and ``recipe``
-(:func:`recipe_of`: which training recipe the run's config is; "—" for the raw features).
+``probe`` (:data:`PROBES`: ``online``, the official protocol's probes trained with the head, and the
+raw-feature row as the paper reports it beside them; ``post-hoc``, probes fitted to convergence on the
+frozen head output by the raw-feature row's rule; ``post-hoc quantised``, the same on EQUSS's
+product-quantised vectors: :mod:`equss.pipeline.posthoc`), ``resolution`` (the evaluation crop size)
+and ``recipe`` (:func:`recipe_of`: which training recipe the run's config is; "—" for the raw features,
+whose k-means and linear probe already follow the converged rule).
 """
 from __future__ import annotations
 
@@ -84,17 +85,19 @@ def row(method: str, result: dict, dataset: str = "", seed: int | None = None, c
     """One table row: ``method, dataset, seed, crf, run, eval, probe, resolution, recipe, unsup_acc,
     unsup_miou, linear_acc, linear_miou, source`` (+ ``extra`` columns).  ``crf``: the CRF-refined
     numbers of a ``run(cfg, crf=True)`` result.  ``probe`` (:data:`PROBES`): ``online`` for a run's
-    evaluation (the default), ``post-hoc`` / ``post-hoc quantised`` for the head / quantised part of a
-    :func:`equss.paper.runs.posthoc` result; a raw-feature baseline's row is ``post-hoc`` (its probes
-    are fitted on frozen features).  ``resolution`` and ``recipe`` come from the result's provenance
-    (:func:`resolution_of`, :func:`recipe_of`).  Numbers are kept at full precision (the Markdown rounds)."""
+    evaluation and for a raw-feature baseline (the default; the baseline's recipe "—" marks it),
+    ``post-hoc`` / ``post-hoc quantised`` for the head / quantised part of a
+    :func:`equss.paper.runs.posthoc` result.  ``resolution`` and ``recipe`` come from the result's
+    provenance (:func:`resolution_of`, :func:`recipe_of`).  Numbers are kept at full precision (the
+    Markdown rounds)."""
     baseline = is_baseline(result)
-    probe = probe or ("post-hoc" if baseline else "online")
+    probe = probe or "online"
     if probe not in PROBES:
         raise ValueError(f"probe must be one of {', '.join(PROBES)}, got {probe!r}")
-    part = PROBE_PARTS.get(probe) if not baseline else None
-    if baseline and probe != "post-hoc":
-        raise ValueError(f"a raw-feature baseline's probes are post-hoc, not {probe!r}")
+    if baseline and probe != "online":
+        raise ValueError(f"a raw-feature baseline's row is one row (probe 'online', recipe '{NO_RECIPE}'), "
+                         f"not {probe!r}")
+    part = PROBE_PARTS.get(probe)
     numbers = result.get(part) if part else result
     if not isinstance(numbers, dict) or "cluster" not in numbers:
         what = f"no {part!r} part" if part else "no online probes (a post-hoc result needs probe='post-hoc')"
