@@ -50,7 +50,8 @@ print("writing to", out, "| seeds", seeds, "| steps", max_steps or "preset's", "
 
 # %%
 # the runs this notebook needs: each method and seed trained once; then every kept checkpoint evaluated on test
-cfgs = {(n, s): cfg(f"cocostuff27-{n.lower()}", s, **dense) for n in ("STEGO", "EQUSS") for s in seeds}
+arms = {"STEGO": "cocostuff27-stego", "M1": "cocostuff27-M1", "EQUSS": "cocostuff27-equss"}  # Table 1's trained arms
+cfgs = {(n, s): cfg(p, s, **dense) for n, p in arms.items() for s in seeds}
 requests = {("run", *k): ex.Request.run(c) for k, c in cfgs.items()}
 requests |= {("steps", *k): ex.Request.steps(c) for k, c in cfgs.items()}
 

@@ -177,7 +177,7 @@ def test_real_camvid_test_split_sequences(data_root):
 
 
 # ---------------------------------------------------------------------------- (b) every table number
-EVALUATION = re.compile(r"^(eval.*|baseline)\.json$")
+EVALUATION = re.compile(r"^(eval.*|baseline|posthoc)\.json$")
 # smoke_results: the session's smoke results folder (tests/conftest.py: Table 1, Fig. 4, learning curves)
 
 

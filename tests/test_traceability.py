@@ -45,7 +45,10 @@ def test_smoke_results_trace_to_their_records(smoke_results):
     assert trace.check(smoke_results) == []
     rows = _rows(smoke_results / "table1.csv")
     measured = [r for r in rows if r["source"] == "measured"]
-    assert {r["eval"] for r in measured} == {"baseline.json", "eval.json", "eval_crf.json"}
+    assert {r["eval"] for r in measured} == {"baseline.json", "eval.json", "eval_crf.json", "posthoc.json"}
+    # the study's arms (issue 26): STEGO, M1 and EQUSS, online and post-hoc (EQUSS also quantised)
+    assert {(r["method"], r["probe"]) for r in measured if r["eval"] == "posthoc.json"} == {
+        ("STEGO", "post-hoc"), ("M1", "post-hoc"), ("EQUSS", "post-hoc"), ("EQUSS", "post-hoc quantised")}
     assert all(r["run"] and r["seed"] == "0" for r in measured)
     for rec in (smoke_results / "runs").iterdir():  # records carry no checkpoints
         assert not list(rec.glob("*.pt")), rec.name

@@ -327,7 +327,10 @@ def fig6_configurations(groups, prov) -> set:
 
 
 def curve_configurations(groups, prov) -> set:
-    return {(m, s) for m in METHODS for s in _cited(groups, 1)}
+    """STEGO and EQUSS at every step cited, and M1 where the curves have it (issue 26: every arm whose
+    last checkpoint a table evaluates)."""
+    methods = [*METHODS, *(["M1"] if any(g[0] == "M1" for g in groups) else [])]
+    return {(m, s) for m in methods for s in _cited(groups, 1)}
 
 
 # ---------------------------------------------------------------------------- the notebooks' quoted rows
@@ -428,7 +431,7 @@ RULES: dict[str, Rule] = {
                           keys=("class_a_index", "class_b_index"), metrics=("distance",), provenance="fig4"),
     "fig6": Rule({"cityscapes27": {}}, named(["EQUSS"]), r"eval\.json", ("M", "K"), fig6_configurations,
                  extra=fig6_extra),
-    "learning_curves": Rule({"cocostuff27": {}}, named(METHODS), r"eval_step_\d+\.json", ("method", "step"),
+    "learning_curves": Rule({"cocostuff27": {}}, named(TRAINED), r"eval_step_\d+\.json", ("method", "step"),
                             curve_configurations, extra=curve_extra,
                             metrics=("val_unsup_miou", "val_linear_miou", "unsup_miou", "linear_miou"),
                             by=("method", "dataset", "step"), tail=curves_tail),

@@ -388,8 +388,14 @@ def _train_and_evaluate(cfg: Config, folder: Path, done: Path, crf: bool, flip: 
 
     policy = policy_of(cfg, policy)
     _ensure_trained(cfg, folder, CHECKPOINTS[policy], progress, retrain)
+    import torch
+
+    # the CRF on as many worker processes as this run has intra-op threads (its numbers do not depend on
+    # the count: the metrics are sums over images; tests/test_crf_workers.py)
+    workers = max(1, torch.get_num_threads()) if crf else 1
     result = evaluate_checkpoint(folder / CHECKPOINTS[policy], out=None, crf=crf, flip=flip, device=cfg.train.device,
-                                 data_root=cfg.data.data_root, progress=progress, resolution=resolution)
+                                 data_root=cfg.data.data_root, progress=progress, resolution=resolution,
+                                 workers=workers)
     write_evaluation(done, result)
     return result
 
