@@ -100,20 +100,21 @@ def test_the_plan_says_what_is_new_and_what_it_costs_and_trains_nothing(serial):
     text = serial["plan_before"]
     assert serial["plan_code"] == 0, text
     assert "equss: plan of table1_cocostuff:" in text
-    # Table 1 at smoke: the baseline, STEGO and EQUSS without and with the CRF; jobs: caches, baseline, 2 trainings
-    assert "  5 requests: 0 cached, 0 to evaluate, 5 new; 4 jobs" in text
+    # Table 1 at smoke: the baseline; STEGO, M1 and EQUSS without and with the CRF and their post-hoc probes;
+    # jobs: caches, baseline, 3 trainings (a training's evaluations are its job)
+    assert "  10 requests: 0 cached, 0 to evaluate, 10 new; 5 jobs" in text
     assert re.search(r"predicted wall time: serial \dm\d\ds \(2 threads\); 2 workers x 1 threads \dm\d\ds", text), text
     # Fig. 4 reuses Table 1's runs: made by the earlier notebook, cached by the time it runs
     assert "equss: plan of fig4_entropy (3 jobs made by an earlier notebook):" in text
     assert "  2 requests: 2 cached, 0 to evaluate, 0 new; 0 jobs" in text
     assert "equss: plan of claims: no runs declared" in text
-    assert "equss: plan of 2 notebooks: 7 requests: 2 cached, 0 to evaluate, 5 new; 4 jobs; predicted wall time" in text
+    assert "equss: plan of 2 notebooks: 12 requests: 2 cached, 0 to evaluate, 10 new; 5 jobs; predicted wall time" in text
     # nothing trained, nothing written but the results folder's empty runs/
     assert serial["runs_after_plan"] == []
     assert serial["results_after_plan"] == ["runs"]
     # after the run: everything cached
     assert serial["replan_code"] == 0
-    assert "  5 requests: 5 cached, 0 to evaluate, 0 new; 0 jobs" in serial["plan_after"]
+    assert "  10 requests: 10 cached, 0 to evaluate, 0 new; 0 jobs" in serial["plan_after"]
 
 
 @pytest.mark.slow
@@ -121,7 +122,7 @@ def test_the_prediction_is_recorded_beside_the_measured_wall_time(serial):
     results = serial["results"]
     doc = json.loads((results / "plans" / "table1.json").read_text())
     assert doc["notebook"] == "table1" and doc["executor"] == "serial" and doc["layout"]["threads"] == 1
-    assert doc["counts"] == {"cached": 0, "evaluate": 0, "new": 5}
+    assert doc["counts"] == {"cached": 0, "evaluate": 0, "new": 10}
     pred = doc["prediction"]
     assert pred["serial"]["wall_s"] > 0 and pred["parallel"]["wall_s"] > 0
     assert {j["name"] for j in pred["jobs"]} == {j["name"] for j in doc["jobs"]}
