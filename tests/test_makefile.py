@@ -75,16 +75,17 @@ def test_reproduce_order_curves_first_claims_last(tmp_path):
 
 
 def test_regenerate_pins_the_thread_count_whatever_the_executor(tmp_path):
-    """The committed records were made at 2 intra-op threads per run: `make regenerate` passes --threads 2 to
-    every notebook (the numbers depend on it), with or without a pool of workers; THREADS= overrides it."""
+    """The study's records are made at 1 intra-op thread per run (2 workers on 2 cores): `make regenerate`
+    passes --threads 1 to every notebook (the numbers depend on it), with or without a pool of workers;
+    THREADS= overrides it."""
     (tmp_path / "bin").mkdir()
     (tmp_path / "bin" / "python").symlink_to(sys.executable)  # `make -n` runs the sub-make under tools/measure.py
     for extra in ([], ["EXECUTOR=local", "WORKERS=4"]):
         runs = dry_run("regenerate", "SCALE=smoke", *extra, venv=tmp_path, lines=True)
-        assert runs and all("--threads 2" in r for r in runs), runs
+        assert runs and all("--threads 1" in r for r in runs), runs
         if extra:
             assert all("--executor local" in r and "--workers 4" in r for r in runs), runs
-    assert all("--threads 1" in r for r in dry_run("regenerate", "SCALE=smoke", "THREADS=1", venv=tmp_path, lines=True))
+    assert all("--threads 2" in r for r in dry_run("regenerate", "SCALE=smoke", "THREADS=2", venv=tmp_path, lines=True))
     assert not any("--threads" in r for r in dry_run("reproduce-table1", "SCALE=smoke", venv=tmp_path, lines=True))
 
 

@@ -24,6 +24,8 @@ REPRO=${REPRO:-$ROOT/../repro}
 export EQUSS_CACHE=${EQUSS_CACHE:-$ROOT/../repro-cache}
 EVERY=${EVERY:-600}
 V=$ROOT/.venv
+# the study's layout (docs/study.md): 2 workers x 1 thread on 2 cores; the thread count is pinned (numbers depend on it)
+EXECUTOR=${EXECUTOR:-local}; WORKERS=${WORKERS:-2}; THREADS=${THREADS:-1}
 cd "$ROOT"
 
 die() { echo "study: $*" >&2; exit 2; }
