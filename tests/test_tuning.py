@@ -191,3 +191,30 @@ def test_the_arms_and_the_rule():
     assert tuning.arms_for("proxy") == list(tuning.ARMS) and tuning.arms_for("paper") == []
     assert set(tuning.arms_for("smoke")) <= set(tuning.ARMS)
     assert tuning.rule_hash(tuning.rule("smoke")) != tuning.rule_hash(tuning.rule("proxy"))
+
+
+@pytest.mark.slow
+def test_the_pool_tunes_the_arms_as_the_serial_path_does(tmp_path, monkeypatch):
+    """`equss reproduce tuning --executor local --workers 2 --threads 1`: the arms fanned out over two
+    worker processes give exactly the candidates' validation numbers of the serial path at 1 thread."""
+    import torch
+
+    from equss.paper import executor
+
+    found = {}
+    for name, env in (("serial", {}), ("pool", executor.run_options("local", 2, 1))):
+        monkeypatch.setenv("EQUSS_CACHE", str(tmp_path / f"cache-{name}"))
+        for k in executor.ENV.values():
+            monkeypatch.delenv(k, raising=False)
+        for k, v in env.items():
+            monkeypatch.setenv(k, v)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            out = tmp_path / name
+            _, cfg = runs.setup("smoke", str(out), device="cpu")
+            records = tuning.tune_all(cfg, out, ARMS, tuning.rule("smoke"), progress=False)
+        finally:
+            torch.set_num_threads(threads)
+        found[name] = {a: [(c["level"], c["val"]) for c in r["candidates"]] for a, r in records.items()}
+    assert found["pool"] == found["serial"]
