@@ -54,7 +54,7 @@ results = ex.run_all(requests, records, "table2", plan_only, **run_options)
 runs = {k: results[k] for k in cfgs}
 
 # %%
-ds = {t: cfg(f"{p}-equss").data.dataset for t, p in parts.items()}
+ds = {"2a": cfg("cityscapes27-equss").data.dataset, "2b": cfg("potsdam3-equss").data.dataset}
 rows = [ex.row(n, r, ds[t], s, table=t) for (t, n, s), r in runs.items()]
 rows += [ex.row(n, results[t, n, s, "post-hoc"], ds[t], s, probe="post-hoc", table=t) for (t, n, s) in cfgs]
 rows += [ex.row(n, results[t, n, s, "post-hoc"], ds[t], s, probe="post-hoc quantised", table=t) for (t, n, s) in cfgs if n == "EQUSS"]

@@ -43,7 +43,7 @@ if scale == "paper":
     records = {}
     doc = tuning.write(out, records, "Paper scale: nothing tuned; the paper presets carry the official codes' shifts.")
 else:
-    records = tuning.tune_all(cfg, out, arms, rule)
+    records = ex.tune_arms(cfg, out, arms, rule)  # the arms fanned out over the local pool when asked for
     doc = tuning.write(out, records)
 print(doc.get("note") or f"{len(records)} arms tuned by one rule (hash {doc['rule']['hash']}); records in {out.name}/tuning/")
 

@@ -213,7 +213,7 @@ def test_the_pool_tunes_the_arms_as_the_serial_path_does(tmp_path, monkeypatch):
         try:
             out = tmp_path / name
             _, cfg = runs.setup("smoke", str(out), device="cpu")
-            records = tuning.tune_all(cfg, out, ARMS, tuning.rule("smoke"), progress=False)
+            records = executor.tune_arms(cfg, out, ARMS, tuning.rule("smoke"), progress=False)
         finally:
             torch.set_num_threads(threads)
         found[name] = {a: [(c["level"], c["val"]) for c in r["candidates"]] for a, r in records.items()}

@@ -20,14 +20,14 @@ not a traceback through the package; the cell still fails, so Run All and paperm
 So does :class:`~equss.paper.fanout.PlanOnly` (``plan_only=True``: the plan is printed, nothing runs),
 shown as its one line without ``error``.
 """
-from equss.paper.executor import Request, run_many
+from equss.paper.executor import Request, run_many, tune_arms
 from equss.paper.fanout import PlanOnly, run_all
 from equss.paper.figures import collect_codes, colorize, entropy_analysis, n_test_images, predictions, spread_indices
 from equss.paper.runs import (baseline, config, preset_for, results_dir, run, run_dir, seeds_for, setup,
                               step_evaluations, validation_curve)
 from equss.paper.tables import row, save_provenance, save_table, show, summary
 
-__all__ = ["PlanOnly", "Request", "run_all", "run_many", "baseline", "collect_codes", "colorize", "config", "entropy_analysis", "predictions", "preset_for", "results_dir",
+__all__ = ["PlanOnly", "Request", "run_all", "run_many", "tune_arms", "baseline", "collect_codes", "colorize", "config", "entropy_analysis", "predictions", "preset_for", "results_dir",
            "row", "run", "run_dir", "save_provenance", "save_table", "seeds_for", "setup", "show",
            "n_test_images", "spread_indices", "step_evaluations", "summary", "validation_curve"]
 

@@ -1050,3 +1050,36 @@ def _missing_feature_cost(cfg, sizes: dict, flip: bool, c: dict, resolutions=())
         if ds.preproc_id not in have:
             total += (sizes.get("test") or 0) * c.get("feature_eval_img_s", 0.0) * (res / d.eval_resolution) ** 2
     return total
+
+
+# ---------------------------------------------------------------------------- the tuning stage
+def tune_arms(cfg, out, arms, r: dict, progress: bool = True) -> dict[str, dict]:
+    """:func:`equss.paper.tuning.tune_all`, with the arms still to tune fanned out over the local pool
+    first when ``equss reproduce --executor local --workers N --threads T`` asks for one (the
+    environment :func:`run_options` sets): each data set's feature caches and kNN table are built here
+    once (:func:`equss.paper.jobs.prepare`: the feature cache has no lock), the arms run in ``N``
+    workers of ``T`` threads (:func:`run_local`), then every arm is read back (cached).  A candidate's
+    numbers depend on the thread count, not on the pool (``tests/test_tuning.py``)."""
+    from equss.paper import jobs, tuning
+    from equss.paths import cache_dir
+    from equss.progress import note
+
+    unknown = [a for a in arms if a not in tuning.ARMS]
+    if unknown:
+        raise EqussError(f"not a tuned arm: {', '.join(unknown)}; valid: {', '.join(tuning.ARMS)}")
+    cfgs = {arm: cfg(tuning.ARMS[arm], r["seed"]) for arm in arms}
+    executor, workers, threads, _ = _defaults(None, None, None, None)
+    todo = [a for a, c in cfgs.items() if not tuning.done(c, out, r)]
+    if executor == "local" and len(todo) > 1:
+        lay = layout(workers, threads, cfgs[todo[0]].scale)
+        jobs.set_threads(lay["threads"])
+        for data in {_data_key(cfgs[a]): cfgs[a] for a in todo}.values():
+            jobs.prepare(tuning.tuning_config(data, r), progress=progress)
+        logs = cache_dir("jobs") / f"tuning-{os.getpid()}"
+        note(f"tuning {len(todo)} arms on {lay['workers']} workers x {lay['threads']} threads (logs: {logs.name})")
+        outcomes = run_local(tuning.tune_job, [(cfgs[a], str(out), r) for a in todo], todo, lay["workers"],
+                             lay["threads"], logs)
+        failed = [f"{o.name}: {o.error}" for o in outcomes if not o.ok]
+        if failed:
+            raise EqussError("tuning failed for " + "; ".join(failed))
+    return tuning.tune_all(cfg, out, arms, r, progress)

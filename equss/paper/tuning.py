@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -164,45 +163,24 @@ def tune_arm(cfg: Config, out, r: dict | None = None, progress: bool = True) -> 
 
 
 def tune_all(cfg, out, arms, r: dict, progress: bool = True) -> dict[str, dict]:
-    """``{preset: tune.json}`` for ``arms`` (proxy presets of :data:`ARMS`), each by :func:`tune_arm`; ``cfg`` is
-    a notebook's ``cfg(paper_preset, seed)`` from :func:`equss.paper.runs.setup`.
-
-    With the local pool asked for (``equss reproduce --executor local --workers N --threads T``: the
-    environment :func:`equss.paper.executor.run_options` sets), the arms still to tune are fanned out
-    over ``N`` worker processes of ``T`` threads (:func:`equss.paper.executor.run_local`) after each
-    data set's feature caches and kNN table are built here once (:func:`equss.paper.jobs.prepare`: the
-    feature cache has no lock); then every arm is read back through :func:`tune_arm` (cached).  A
-    candidate's numbers depend on the thread count, not on the pool (the executor's guarantee)."""
-    from equss.paper import executor as ex
-
+    """``{preset: tune.json}`` for ``arms`` (proxy presets of :data:`ARMS`), each by :func:`tune_arm`, one
+    after the other; ``cfg`` is a notebook's ``cfg(paper_preset, seed)`` from
+    :func:`equss.paper.runs.setup`.  :func:`equss.paper.executor.tune_arms` fans the arms still to tune
+    out over the local pool first (the notebook calls that)."""
     unknown = [a for a in arms if a not in ARMS]
     if unknown:
         raise EqussError(f"not a tuned arm: {', '.join(unknown)}; valid: {', '.join(ARMS)}")
-    cfgs = {arm: cfg(ARMS[arm], r["seed"]) for arm in arms}
-    executor, workers, threads, _ = ex._defaults(None, None, None, None)
-    todo = [a for a, c in cfgs.items()
-            if not matches(read_json(record_path(out, c.name)) if record_path(out, c.name).is_file() else None, c, r)
-            and not (tune_dir(c, r) / "tune.json").is_file()]
-    if executor == "local" and len(todo) > 1:
-        from equss.paper import jobs
-        from equss.paths import cache_dir
-
-        lay = ex.layout(workers, threads, cfgs[todo[0]].scale)
-        workers, threads = lay["workers"], lay["threads"]
-        jobs.set_threads(threads)
-        for data in {ex._data_key(cfgs[a]): cfgs[a] for a in todo}.values():
-            jobs.prepare(tuning_config(data, r), progress=progress)
-        logs = cache_dir("jobs") / f"tuning-{os.getpid()}"
-        note(f"tuning {len(todo)} arms on {workers} workers x {threads} threads (logs: {logs.name})")
-        outcomes = ex.run_local(_tune_job, [(cfgs[a], str(out), r) for a in todo], todo, workers, threads, logs)
-        failed = [f"{o.name}: {o.error}" for o in outcomes if not o.ok]
-        if failed:
-            raise EqussError("tuning failed for " + "; ".join(failed))
-    return {arm: tune_arm(c, out, r, progress) for arm, c in cfgs.items()}
+    return {arm: tune_arm(cfg(ARMS[arm], r["seed"]), out, r, progress) for arm in arms}
 
 
-def _tune_job(item) -> dict:
-    """One arm's tuning in a pool worker (:func:`tune_all`)."""
+def done(cfg: Config, out, r: dict) -> bool:
+    """Whether the arm of ``cfg`` needs no training: recorded in ``out`` or finished in the cache."""
+    dest = record_path(out, cfg.name)
+    return matches(read_json(dest) if dest.is_file() else None, cfg, r) or (tune_dir(cfg, r) / "tune.json").is_file()
+
+
+def tune_job(item) -> dict:
+    """One arm's tuning in a pool worker (:func:`equss.paper.executor.tune_arms`)."""
     c, out, r = item
     tune_arm(c, out, r, progress=False)
     return {"name": c.name}
