@@ -311,3 +311,17 @@ def test_study_table1_rows_trace_to_their_records(camvid, tmp_path, monkeypatch)
     assert any(f"table1.csv:{i + 2}: unsup_miou" in p for p in n), n
     doc = json.loads((rec / saved[i]["run"] / "posthoc.json").read_text())
     assert float(saved[i]["unsup_miou"]) == doc["quantised"]["cluster"]["mIoU"]
+
+
+def test_evaluated_checkpoint_follows_the_evaluations_policy(tmp_path):
+    """Figs 4/5 and the shipped model load the weights the table measured: the evaluation's
+    checkpoint_policy (last.pt at proxy scale), best.pt for an evaluation that names none; a folder
+    not from the run cache is never trained into."""
+    from equss.paper import runs
+
+    assert runs.evaluated_checkpoint({"provenance": {"checkpoint_policy": "last"}}, tmp_path,
+                                     train_missing=False) == tmp_path / "last.pt"
+    assert runs.evaluated_checkpoint({"provenance": {"checkpoint_policy": "best"}}, tmp_path,
+                                     train_missing=False) == tmp_path / "best.pt"
+    assert runs.evaluated_checkpoint({"run_dir": str(tmp_path)}, train_missing=False) == tmp_path / "best.pt"
+    assert list(tmp_path.iterdir()) == []

@@ -1064,10 +1064,7 @@ def tune_arms(cfg, out, arms, r: dict, progress: bool = True) -> dict[str, dict]
     from equss.paths import cache_dir
     from equss.progress import note
 
-    unknown = [a for a in arms if a not in tuning.ARMS]
-    if unknown:
-        raise EqussError(f"not a tuned arm: {', '.join(unknown)}; valid: {', '.join(tuning.ARMS)}")
-    cfgs = {arm: cfg(tuning.ARMS[arm], r["seed"]) for arm in arms}
+    cfgs = tuning.arm_configs(cfg, arms, r)
     executor, workers, threads, _ = _defaults(None, None, None, None)
     todo = [a for a, c in cfgs.items() if not tuning.done(c, out, r)]
     if executor == "local" and len(todo) > 1:

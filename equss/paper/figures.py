@@ -6,34 +6,14 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def checkpoint_of(result: dict, progress: bool = False) -> Path:
-    """The checkpoint a run's evaluation ``result`` evaluated (its provenance's ``checkpoint_policy``:
-    ``last.pt`` at proxy scale, ``best.pt`` for the official protocol), so that a figure shows the
-    weights its table measured.  A run taken from its record in a later session has no checkpoint:
-    it is trained again from the record's config (the same numbers at the same thread count:
-    ``tests/test_executor.py``)."""
-    from equss.config import config_from_dict
-    from equss.paper import runs
-    import yaml
-
-    folder = Path(result["run_dir"])
-    policy = (result.get("provenance") or {}).get("checkpoint_policy") or "best"
-    path = folder / runs.CHECKPOINTS[policy]
-    if not path.is_file():
-        with runs.folder_lock(folder, wait=True):
-            if not path.is_file():
-                cfg = config_from_dict(yaml.safe_load((folder / "config.yaml").read_text()))
-                runs.note(f"run {runs.describe(cfg)}: training again for its checkpoint (the record has none)")
-                runs._ensure_trained(cfg, folder, runs.CHECKPOINTS[policy], progress)
-    return path
-
-
 def _load_run(result: dict, device: str = "cpu"):
     from equss.data.features import get_or_build_features
     from equss.pipeline.inputs import make_backbone, make_dataset
     from equss.pipeline.checkpoint import load_checkpoint, model_from_checkpoint
 
-    state = load_checkpoint(checkpoint_of(result))
+    from equss.paper.runs import evaluated_checkpoint
+
+    state = load_checkpoint(evaluated_checkpoint(result))
     model, cfg = model_from_checkpoint(state, device=device)
     dataset = make_dataset(cfg, cfg.data.test_split)
     cache = get_or_build_features(make_backbone(cfg, device=device), dataset, device=device, progress=False)

@@ -373,6 +373,30 @@ def _ensure_trained(cfg: Config, folder: Path, checkpoint_file: str, progress: b
     train(cfg, folder, resume=resume, overwrite=not resume, progress=progress)
 
 
+def evaluated_checkpoint(result: dict, folder: str | os.PathLike | None = None, progress: bool = False,
+                         train_missing: bool = True) -> Path:
+    """The checkpoint an evaluation ``result`` evaluated (its provenance's ``checkpoint_policy``:
+    ``last.pt`` at proxy scale, ``best.pt`` for the official protocol) in ``folder`` (default: the
+    result's run-cache folder), so that a figure or a shipped model is the weights its table measured.
+    A run taken from its record in a later session has no checkpoint: with ``train_missing`` it is
+    trained again from the folder's config (the same numbers at the same thread count:
+    ``tests/test_executor.py``)."""
+    from equss.config import config_from_dict
+
+    folder = Path(folder or result["run_dir"])
+    policy = (result.get("provenance") or {}).get("checkpoint_policy") or "best"
+    path = folder / CHECKPOINTS[policy]
+    if train_missing and not path.is_file():
+        with folder_lock(folder, wait=True):
+            if not path.is_file():
+                import yaml
+
+                cfg = config_from_dict(yaml.safe_load((folder / "config.yaml").read_text()))
+                note(f"run {describe(cfg)}: training again for its checkpoint (the record has none)")
+                _ensure_trained(cfg, folder, CHECKPOINTS[policy], progress)
+    return path
+
+
 def describe(cfg: Config) -> str:
     """A short human name for a run's config (for progress lines)."""
     m, t = cfg.model, cfg.train

@@ -109,21 +109,23 @@ def ship(name: str, results: str | Path = "results/proxy", out: str | Path | Non
     choice = median_seed(table_rows(results / "table1.csv"), method)
     record = results / "runs" / choice["run"]
     cfg = record_config(record, data_root)
-    if run is None:
-        from equss.paper import runs
+    from equss.paper import runs
 
+    if run is None:
         result = runs.run(cfg, crf=True, progress=progress)
         folder, ev = Path(result["run_dir"]), result
     else:
         folder = Path(run)
         if evaluation is None:
-            raise EqussError("--run needs --eval: the eval.json of `equss eval --crf` on that run's best.pt")
+            raise EqussError("--run needs --eval: the eval.json of `equss eval --crf` on that run's checkpoint")
         ev = json.loads(Path(evaluation).read_text())
         if "cluster_crf" not in ev:
             raise EqussError(f"{evaluation} has no CRF numbers; evaluate with `equss eval --crf`")
-    state = load_checkpoint(folder / "best.pt")
+    # the weights the evaluation measured (eval.checkpoint: last.pt at proxy scale, best.pt officially)
+    checkpoint = runs.evaluated_checkpoint(ev, folder, progress, train_missing=run is None)
+    state = load_checkpoint(checkpoint)
     if state.get("config_key") != cfg.key():
-        raise EqussError(f"{folder / 'best.pt'} was trained with config {state.get('config_key')}, not the record's "
+        raise EqussError(f"{checkpoint} was trained with config {state.get('config_key')}, not the record's "
                          f"{cfg.key()} ({record.name})")
     recorded = {}
     for f in ("eval_crf.json", "eval.json"):
@@ -136,7 +138,7 @@ def ship(name: str, results: str | Path = "results/proxy", out: str | Path | Non
                  "matches_record": (max(_differences(ev, recorded), default=1.0) == 0.0) if recorded else None,
                  "largest_difference": max(_differences(ev, recorded), default=None) if recorded else None}
     target = Path(out or models_dir()) / name
-    return export_model(folder / "best.pt", target, name, evaluation=ev, method=method, selection=selection,
+    return export_model(checkpoint, target, name, evaluation=ev, method=method, selection=selection,
                         intended_use=INTENDED_USE, limitations=LIMITATIONS)
 
 

@@ -167,10 +167,15 @@ def tune_all(cfg, out, arms, r: dict, progress: bool = True) -> dict[str, dict]:
     after the other; ``cfg`` is a notebook's ``cfg(paper_preset, seed)`` from
     :func:`equss.paper.runs.setup`.  :func:`equss.paper.executor.tune_arms` fans the arms still to tune
     out over the local pool first (the notebook calls that)."""
+    return {arm: tune_arm(c, out, r, progress) for arm, c in arm_configs(cfg, arms, r).items()}
+
+
+def arm_configs(cfg, arms, r: dict) -> dict[str, Config]:
+    """``{preset: config}`` of ``arms`` at the rule's seed; one line for a preset not in :data:`ARMS`."""
     unknown = [a for a in arms if a not in ARMS]
     if unknown:
         raise EqussError(f"not a tuned arm: {', '.join(unknown)}; valid: {', '.join(ARMS)}")
-    return {arm: tune_arm(cfg(ARMS[arm], r["seed"]), out, r, progress) for arm in arms}
+    return {arm: cfg(ARMS[arm], r["seed"]) for arm in arms}
 
 
 def done(cfg: Config, out, r: dict) -> bool:
