@@ -147,6 +147,6 @@ def test_a_table_made_by_the_pool_is_byte_identical_to_the_serial_one(serial, tm
     assert (results / "table1.csv").read_bytes() == (serial["results"] / "table1.csv").read_bytes()
     doc = json.loads((results / "plans" / "table1.json").read_text())
     assert doc["executor"] == "local" and doc["layout"]["workers"] == 2 and doc["layout"]["threads"] == 1
-    assert doc["counts"]["new"] == 5 and doc["actual"]["failed"] == []
+    assert doc["counts"]["new"] == 10 and doc["actual"]["failed"] == []  # as the serial plan: 10 requests, 5 jobs
     prov = [json.loads(p.read_text()) for p in (results / "runs").glob("*/provenance.json")]
     assert prov and all(p["threads"] == 1 and p["executor"] == "local" for p in prov)

@@ -118,6 +118,17 @@ def serve(root: Path, tmp_path: Path):
             proc.kill()
 
 
+def kernel_state(url: str, token: str, notebook: str) -> str | None:
+    """The execution state of the kernel of ``notebook``'s session, from the server's REST API (the status
+    bar's wording changes between JupyterLab releases; 4.6 no longer writes "Idle" there)."""
+    with urllib.request.urlopen(f"{url}/api/sessions?token={token}", timeout=5) as r:
+        sessions = json.loads(r.read())
+    for s in sessions:
+        if s.get("path") == notebook and s.get("kernel"):
+            return s["kernel"].get("execution_state")
+    return None
+
+
 def figure_shown(url: str, token: str, notebook: str, shot: Path) -> None:
     """Open ``notebook`` (relative to the served root) in Chromium, wait for a PNG ``<img>`` wider than
     100 px in an output area, check it decoded, and save a screenshot with it in view."""
@@ -209,9 +220,9 @@ def test_opening_and_saving_every_committed_executed_notebook_changes_nothing(tm
                 driver.get(f"{url}/lab/tree/{nb.relative_to(ROOT).as_posix()}?token={token}")
                 cells = WebDriverWait(driver, 180, poll_frequency=1).until(
                     lambda d: d.find_elements(By.CSS_SELECTOR, ".jp-Notebook .jp-Cell"))
+                rel = nb.relative_to(ROOT).as_posix()
                 WebDriverWait(driver, 120, poll_frequency=1).until(  # the kernel started (and its spec is known)
-                    lambda d: "Idle" in (d.find_element(By.CSS_SELECTOR, ".jp-StatusBar-Widget, #jp-main-statusbar").text
-                                         or "") or time.sleep(0) or False)
+                    lambda d: kernel_state(url, token, rel) == "idle")
                 path = repo / nb.relative_to(ROOT)
                 before = path.stat().st_mtime_ns
                 panel = driver.find_element(By.CSS_SELECTOR, ".jp-NotebookPanel-notebook")
