@@ -15,6 +15,7 @@ import argparse
 import importlib
 import sys
 
+from equss.cpus import cap_threads
 from equss.errors import EqussError
 from equss.safeio import TRUST_FLAG, trust_pickle
 
@@ -95,6 +96,7 @@ def _main(argv: list[str] | None) -> int:
         _print_error("give a subcommand (listed above), e.g. `equss train --help`")
         return 2
     trust_pickle(bool(getattr(args, "trust_pickle", False)))  # for this command only (reset below)
+    cap_threads()  # no more threads than a cgroup CPU quota allows, unless OMP_NUM_THREADS & co. chose
     try:
         code = args.func(args)
     except EqussError as exc:

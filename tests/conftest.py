@@ -4,6 +4,10 @@ from pathlib import Path
 
 import pytest
 
+from equss.cpus import cap_threads
+
+cap_threads()  # before torch or numpy start their thread pools: no more threads than a CPU quota allows
+
 
 def run_cli(argv, capsys):
     """``(exit code, the "equss: ..." lines of stderr)`` of ``equss ARGV`` run in this process (the

@@ -91,6 +91,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from equss.cpus import usable_cores
 from equss.errors import EqussError
 
 EXECUTORS = ("serial", "local", "submitit", "submitit-local")
@@ -249,11 +250,9 @@ def state(job: dict) -> str:
 
 # ---------------------------------------------------------------------------- layout: workers x threads
 def cores() -> int:
-    """The CPUs this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
+    """The CPUs this process may use: its affinity mask capped by a cgroup CPU quota
+    (:func:`equss.cpus.usable_cores`)."""
+    return usable_cores()
 
 
 def _mem_available_gib() -> float | None:
