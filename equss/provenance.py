@@ -24,12 +24,25 @@ def git_commit(cwd: str | os.PathLike | None = None) -> str:
                              timeout=10).stdout.strip()
         if len(sha) != 40 or any(c not in "0123456789abcdef" for c in sha):
             return "unknown"  # not a git checkout (e.g. a copied tree)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
-                                ":(top,exclude)results"], cwd=where,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", *_raw_content_filters(where), "status", "--porcelain", "--untracked-files=no",
+                                "--", ":(top,exclude)results"], cwd=where,
+                               capture_output=True, text=True, timeout=60).stdout.strip()
         return sha + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
+
+
+def _raw_content_filters(where) -> list[str]:
+    """``-c filter.<name>.clean=cat`` for every clean filter configured (``make setup`` installs
+    nbstripout's for notebooks/*.ipynb): ``git status`` compares the files as they are, without starting
+    a Python per notebook.  In a fresh clone every notebook is "racily clean" and the filter took 14 s
+    per ``git status`` -- beyond the old 10 s timeout, so the index was never refreshed, every run paid
+    the 10 s again and recorded the commit as "unknown".  A source notebook saved with outputs now counts
+    as a change ("+dirty"), which it is."""
+    out = subprocess.run(["git", "config", "--get-regexp", r"^filter\..*\.clean$"], cwd=where,
+                         capture_output=True, text=True, timeout=10).stdout
+    names = {line.split()[0][len("filter."):-len(".clean")] for line in out.splitlines() if line.strip()}
+    return [arg for name in sorted(names) for arg in ("-c", f"filter.{name}.clean=cat")]
 
 
 # What produces the numbers: everything in the package but the notebook helpers

@@ -324,3 +324,31 @@ def test_rewritten_results_do_not_make_the_tree_dirty(tmp_path):
     assert git_commit(tmp_path) == clean
     (tmp_path / "code.py").write_text("x = 2\n")
     assert git_commit(tmp_path) == clean + "+dirty"
+
+
+def test_a_slow_clean_filter_does_not_cost_each_run_its_commit(tmp_path):
+    """A fresh clone with nbstripout's clean filter installed: every notebook is racily clean, and a
+    `git status` that runs the filter per notebook took 14 s (longer than git_commit's time limit, so the
+    commit was recorded as "unknown" and the next run paid again).  The filter is bypassed: the commit
+    comes at once; a file whose content differs is still "+dirty"."""
+    import os
+    import subprocess
+    import time
+
+    from equss.provenance import git_commit
+
+    git = lambda *a: subprocess.run(["git", *a], cwd=tmp_path, check=True, capture_output=True)  # noqa: E731
+    git("init", "-q")
+    (tmp_path / ".gitattributes").write_text("*.ipynb filter=slow\n")
+    (tmp_path / "a.ipynb").write_text("{}\n")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
+    git("config", "filter.slow.clean", "sleep 30; cat")  # installed after the checkout, as `make setup` does
+    git("config", "filter.slow.smudge", "cat")
+    os.utime(tmp_path / "a.ipynb", ns=(time.time_ns(), time.time_ns() + 10**9))  # stat differs: content checked
+    sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=tmp_path, capture_output=True, text=True).stdout.strip()
+    t0 = time.perf_counter()
+    assert git_commit(tmp_path) == sha
+    assert time.perf_counter() - t0 < 10
+    (tmp_path / "a.ipynb").write_text('{"outputs": 1}\n')
+    assert git_commit(tmp_path) == sha + "+dirty"
