@@ -31,7 +31,7 @@ device = "auto"          # auto | cpu | cuda
 # %%
 # %matplotlib inline
 from equss.paper import demo
-items = demo.find_images(images, data_root, n_images)  # stops here, with one line, when there are no images
+items = demo.find_images(images, data_root, n_images, scale)  # smoke without data: the generated set; none: one line
 seg = demo.load(model, device)
 resolution = 224 if scale == "smoke" else None  # the model sees this shorter side; None: its eval resolution (448)
 shorter_side = 224 if scale == "smoke" else None  # smoke: the images themselves downscaled (quick CRF)

@@ -27,18 +27,21 @@ class Item:
     n_label_classes: int = 0
 
 
-def find_images(images=None, data_root=None, n_images: int = 2) -> list[Item]:
+def find_images(images=None, data_root=None, n_images: int = 2, scale: str | None = None) -> list[Item]:
     """The images to segment: ``images`` (a folder, a file, or a list of them), else the first
     ``n_images`` CamVid test images of the data root (``data_root``, else ``$EQUSS_DATA``, else
-    ``./data``).  Stops with one line (an :class:`~equss.errors.EqussError`, which a notebook shows as one line) when there are none."""
+    ``./data``; at ``scale="smoke"`` with none of them, the generated smoke set, as the other notebooks:
+    a fresh clone's ``make test`` needs no data).  Stops with one line (an
+    :class:`~equss.errors.EqussError`, which a notebook shows as one line) when there are none."""
     from equss.data.base import list_images
     from equss.data.folder import CLASSES, LABELS, read_classes
 
     if images is None:
         from equss import paths
+        from equss.data.synthetic import smoke_data_root
 
         try:
-            root = paths.data_root(data_root)
+            root = smoke_data_root(data_root) if scale == "smoke" else paths.data_root(data_root)
         except EqussError as exc:
             raise EqussError(f"no images to segment: {exc}; set the `images` parameter to a folder of images, "
                                "or EQUSS_DATA to a data root with CamVid") from None
