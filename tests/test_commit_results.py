@@ -172,3 +172,19 @@ def test_dest_copies_into_another_folder_and_leaves_the_readme(repos):
     assert sorted(shown) == sorted(f"results/proxy-next/{p}" for p in (
         "table1.csv", "runs/camvid-stego-seed0-aaa/eval.json", "runs/camvid-stego-seed0-aaa/provenance.json"))
     assert commit_results.one_round(repro, "proxy", "results/proxy-next") == "no new results"
+
+
+def test_a_study_whose_first_phase_has_no_run_record_yet_commits_its_tuning(repos):
+    """The study starts with the tuning notebook: finished arms' tune.json files and an empty runs/ folder.
+    They are committed as they finish (a later session reuses them), not held back because the copy,
+    made of files only, had no runs/ folder."""
+    main, repro = repos
+    src = repro / "results" / "proxy"
+    (src / "runs").mkdir(parents=True)
+    (src / "tuning" / "camvid-M1").mkdir(parents=True)
+    (src / "tuning" / "camvid-M1" / "tune.json").write_text(json.dumps({"choice": {"level": 0.8}}))
+    msg = commit_results.one_round(repro, "proxy", "results/proxy-next")
+    assert msg == "proxy reproduction (into results/proxy-next): 0 run records (1 files new or changed)", msg
+    shown = subprocess.run(["git", "show", "--name-only", "--format=", "HEAD"], cwd=main, capture_output=True,
+                           text=True, check=True).stdout.split()
+    assert shown == ["results/proxy-next/tuning/camvid-M1/tune.json"]

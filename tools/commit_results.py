@@ -128,6 +128,8 @@ def one_round(repro: Path, scale: str, dest: str | None = None) -> str:
     if problems:
         return f"waiting: {len(problems)} traceability problem(s) in the reproduction's folder, e.g. {problems[0]}"
     copy_tree(src, dst)
+    if (src / "runs").is_dir():  # copy_tree copies files: a study whose first phase (tuning) has no run record yet
+        (dst / "runs").mkdir(parents=True, exist_ok=True)  # still has an empty runs/ folder, and its tune.json count
     copied = uncommitted(dest)  # this round's copies and any an earlier round could not commit
     if not copied:
         return "no new results"
